@@ -1,0 +1,33 @@
+"""Picking the reader for a landing file from its first readable record.
+
+Adding a format = one reader module + fixtures + one line in `READERS`. Order matters: the most specific
+shapes come first, so a native span (which is the loosest shape) is tried last.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from aiobs_pipeline.ingest import native
+
+READERS: tuple[ModuleType, ...] = (
+    native,
+)
+
+
+def detect_reader(value: Any) -> ModuleType | None:
+    """Return the reader module whose `matches` accepts this parsed record, or None when none does."""
+    for reader in READERS:
+        if reader.matches(value):
+            return reader
+    return None
+
+
+def reader_for(format_name: str) -> ModuleType:
+    """Return the reader module for a format name; raise ValueError naming the known formats."""
+    for reader in READERS:
+        if reader.FORMAT == format_name:
+            return reader
+    known = ", ".join(r.FORMAT for r in READERS)
+    raise ValueError(f"unknown format {format_name!r}; known formats: {known}")

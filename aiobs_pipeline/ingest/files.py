@@ -1,0 +1,149 @@
+"""Opening landing files and splitting them into records, whatever their compression and layout.
+
+Owns: gzip detection (by magic bytes, not the name), per-line UTF-8 decoding and JSON parsing, and the choice
+between JSON Lines and a single JSON document. Everything that cannot be read becomes a `Reject` naming the
+line; a file that cannot be opened at all raises `UnreadableFile`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from aiobs_pipeline.ingest.base import RawRecord, Reject
+
+GZIP_MAGIC = b"\x1f\x8b"
+# A JSON document (not JSON Lines) is loaded whole; past this size a file must be JSON Lines.
+MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
+LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+
+
+class UnreadableFile(Exception):
+    """The file could not be opened or decompressed at all."""
+
+
+def is_landing_file(path: Path) -> bool:
+    """Return True for names the landing layout accepts (.jsonl, .json, .ndjson, optionally .gz)."""
+    name = path.name.lower()
+    return not name.startswith(".") and name.endswith(LANDING_SUFFIXES)
+
+
+def open_binary(path: Path) -> io.BufferedIOBase:
+    """Open a file for reading bytes, transparently gunzipping it when it starts with the gzip magic."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - returned to the caller
+    except OSError as exc:
+        raise UnreadableFile(f"{path}: cannot open: {exc.strerror or exc}") from exc
+    magic = handle.read(2)
+    handle.seek(0)
+    if magic == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+    if path.name.endswith(".gz"):
+        handle.close()
+        raise UnreadableFile(f"{path}: named .gz but is not gzip-compressed")
+    return handle
+
+
+def _decode(raw: bytes, number: int) -> str | Reject:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Reject(
+            "invalid_encoding",
+            f"line {number}: not valid UTF-8 at byte {exc.start} ({exc.reason})",
+            number,
+            raw.decode("utf-8", errors="replace"),
+        )
+    return text.removeprefix("\ufeff")
+
+
+def _parse(text: str, number: int) -> RawRecord | Reject:
+    try:
+        return RawRecord(number, text, orjson.loads(text))
+    except orjson.JSONDecodeError as exc:
+        return Reject("invalid_json", f"line {number}: {exc}", number, text)
+
+
+def iter_lines(stream: io.BufferedIOBase) -> Iterator[tuple[int, bytes]]:
+    """Yield (1-based line number, line bytes without newline) for non-blank lines; raise on corrupt gzip."""
+    for number, raw in enumerate(stream, start=1):
+        line = raw.rstrip(b"\r\n")
+        if line.strip():
+            yield number, line
+
+
+def _looks_like_document(path: Path) -> bool:
+    """A file is one JSON document when it starts with '[' or its first line is not a whole JSON value."""
+    head = b""
+    with open_binary(path) as stream:
+        try:
+            head = stream.read(64 * 1024)
+        except (EOFError, zlib.error, gzip.BadGzipFile):
+            # A damaged gzip tail is reported by the line reader after the good records it still yields.
+            return False
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"["):
+        return True
+    first_line = stripped.split(b"\n", 1)[0].strip()
+    if not first_line:
+        return False
+    try:
+        orjson.loads(first_line)
+        return False
+    except orjson.JSONDecodeError:
+        return first_line in (b"{",) or (first_line.startswith(b"{") and not first_line.endswith(b"}"))
+
+
+def iter_records(path: Path) -> Iterator[RawRecord | Reject]:
+    """Yield the records of a landing file, or Rejects for lines that are not valid UTF-8 JSON.
+
+    A corrupt or truncated gzip stream yields the records before the damage, then one `corrupt_gzip`
+    Reject. A file that cannot be opened raises `UnreadableFile`.
+    """
+    try:
+        document = _looks_like_document(path)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise UnreadableFile(f"{path}: cannot read: {exc}") from exc
+    if document:
+        yield from _iter_document(path)
+        return
+    last = 0
+    try:
+        with open_binary(path) as stream:
+            for number, line in iter_lines(stream):
+                last = number
+                text = _decode(line, number)
+                yield text if isinstance(text, Reject) else _parse(text, number)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        yield Reject("corrupt_gzip", f"after line {last}: compressed stream is damaged: {exc}", last + 1)
+
+
+def _iter_document(path: Path) -> Iterator[RawRecord | Reject]:
+    try:
+        with open_binary(path) as stream:
+            data = stream.read(MAX_DOCUMENT_BYTES + 1)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        yield Reject("corrupt_gzip", f"compressed stream is damaged: {exc}", 1)
+        return
+    if len(data) > MAX_DOCUMENT_BYTES:
+        yield Reject("invalid_json", f"JSON document larger than {MAX_DOCUMENT_BYTES} bytes; use JSON Lines", 1)
+        return
+    text = _decode(data, 1)
+    if isinstance(text, Reject):
+        yield text
+        return
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        yield Reject("invalid_json", f"document: {exc}", 1, text)
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value, start=1):
+            yield RawRecord(index, orjson.dumps(item).decode(), item)
+    else:
+        yield RawRecord(1, text, value)

@@ -1,0 +1,279 @@
+"""Ingesting one export hour: landing layout, reading every file, row rules, dedupe, and the audit.
+
+Owns the identity the audit promises for every partition and file:
+    spans_found = spans_written + spans_quarantined
+where unreadable records (bad JSON, bad encoding, unknown format, a damaged gzip tail) are quarantined too.
+It must not talk to Dagster or a database: it returns three DataFrames, and the Dagster layer stores them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+
+import orjson
+import pandas as pd
+
+from aiobs_pipeline.ingest import detect
+from aiobs_pipeline.ingest.base import RawRecord, Reject
+from aiobs_pipeline.ingest.files import UnreadableFile, is_landing_file, iter_records
+from aiobs_pipeline.quality.rules import apply_row_rules, split_duplicates
+from aiobs_pipeline.schema import (
+    AUDIT_COLUMNS,
+    QUARANTINE_COLUMNS,
+    SCHEMA_VERSION,
+    SPAN_COLUMN_NAMES,
+    SPAN_COLUMNS,
+    conform,
+    empty_frame,
+)
+
+log = logging.getLogger(__name__)
+HOUR = timedelta(hours=1)
+
+
+def landing_folder(root: Path, hour: datetime) -> Path:
+    """The folder holding the files of one export hour: ROOT/YYYY/MM/DD/HH (UTC)."""
+    hour = hour.astimezone(UTC)
+    return Path(root) / f"{hour:%Y}" / f"{hour:%m}" / f"{hour:%d}" / f"{hour:%H}"
+
+
+def partition_files(root: Path, hour: datetime) -> list[Path]:
+    """The landing files of one export hour, sorted by name (the order spans are deduplicated in)."""
+    folder = landing_folder(root, hour)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_landing_file(p))
+
+
+@dataclass
+class FileRead:
+    """What came out of one file before the row rules: candidate rows, rejects and counts."""
+
+    path: Path
+    source_file: str
+    source_format: str | None = None
+    records_read: int = 0
+    rows: pd.DataFrame | None = None
+    rejects: list[Reject] = field(default_factory=list)
+    file_error: str | None = None
+    json_encoded: bool = False
+    spans_found: int = 0
+
+
+@dataclass
+class PartitionIngest:
+    """The three tables one export hour produces, plus the names of files that could not be read."""
+
+    spans: pd.DataFrame
+    quarantined: pd.DataFrame
+    audit: pd.DataFrame
+    unreadable_files: list[str]
+
+
+def read_file(path: Path, source_file: str, fast_path: bool = True) -> FileRead:
+    """Read one landing file with the reader its first readable record selects."""
+    result = FileRead(path=path, source_file=source_file)
+    reader: ModuleType | None = None
+    rows: list[dict] = []
+    try:
+        records = iter_records(path)
+        pending: list[RawRecord] = []
+        for item in records:
+            result.records_read += 1
+            if isinstance(item, Reject):
+                result.rejects.append(item)
+                if item.reason == "corrupt_gzip":
+                    result.records_read -= 1  # the damaged tail is not a record, but it is reported
+                    result.file_error = item.detail
+                continue
+            if reader is None:
+                reader = detect.detect_reader(item.value)
+                if reader is None:
+                    result.rejects.append(_unknown(item))
+                    continue
+                result.source_format = reader.FORMAT
+            pending.append(item)
+            if len(pending) >= 10_000:
+                _collect(reader, pending, rows, result.rejects)
+                pending = []
+        if reader is not None and pending:
+            _collect(reader, pending, rows, result.rejects)
+    except UnreadableFile as exc:
+        result.file_error = str(exc)
+        result.rejects.append(Reject("unreadable_file", str(exc)))
+    result.rows = pd.DataFrame(rows) if rows else None
+    return result
+
+
+def _unknown(item: RawRecord) -> Reject:
+    keys = ", ".join(sorted(item.value)[:8]) if isinstance(item.value, dict) else type(item.value).__name__
+    return Reject("unknown_format", f"record {item.number}: matches no supported export format (keys: {keys})",
+                  item.number, item.text)
+
+
+def _collect(reader: ModuleType, records: Iterable[RawRecord], rows: list[dict], rejects: list[Reject]) -> None:
+    for out in reader.read(records):
+        if isinstance(out, Reject):
+            out.source_format = out.source_format or reader.FORMAT
+            rejects.append(out)
+        else:
+            rows.append(out)
+
+
+def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Path,
+                 fast_path: bool = True) -> PartitionIngest:
+    """Read, validate and deduplicate the given files as the export hour `export_hour`."""
+    export_hour = pd.Timestamp(export_hour).tz_convert("UTC") if pd.Timestamp(export_hour).tzinfo else \
+        pd.Timestamp(export_hour).tz_localize("UTC")
+    reads: list[FileRead] = []
+    for path in files:
+        try:
+            source_file = str(Path(path).relative_to(landing_root))
+        except ValueError:
+            source_file = str(path)
+        read = read_file(Path(path), source_file, fast_path=fast_path)
+        if read.file_error:
+            log.warning("landing file %s could not be read in full: %s", source_file, read.file_error)
+        reads.append(read)
+    _postprocess_by_format(reads)
+    for read in reads:
+        # Counted before the row rules, so the audit identity found = written + quarantined is a real check.
+        read.spans_found = (0 if read.rows is None else len(read.rows)) + len(read.rejects)
+
+    valid_parts: list[pd.DataFrame] = []
+    quarantine_parts: list[pd.DataFrame] = []
+    for read in reads:
+        if read.rows is not None and len(read.rows):
+            rows = read.rows
+            rows["source_file"] = read.source_file
+            rows["source_format"] = read.source_format
+            rows["export_hour"] = export_hour
+            rows["schema_version"] = SCHEMA_VERSION
+            checked = apply_row_rules(rows, json_encoded=read.json_encoded)
+            valid_parts.append(checked.valid)
+            if len(checked.quarantined):
+                quarantine_parts.append(_with_raw(checked.quarantined, read.path))
+        if read.rejects:
+            quarantine_parts.append(_rejects_frame(read))
+        read.rows = None  # free memory as we go
+
+    spans = pd.concat(valid_parts, ignore_index=True) if valid_parts else empty_frame(SPAN_COLUMNS)
+    spans, duplicates = split_duplicates(spans)
+    if len(duplicates):
+        dup = duplicates[["source_file", "source_line", "source_format", "trace_id", "span_id"]].copy()
+        dup["reason"] = "duplicate_span_id"
+        dup["detail"] = [f"span_id '{s}' already read earlier in this export hour" for s in dup["span_id"]]
+        paths = {r.source_file: r.path for r in reads}
+        quarantine_parts.extend(_with_raw(g, paths[f]) for f, g in dup.groupby("source_file", sort=False))
+    quarantined = _finish_quarantine(quarantine_parts, export_hour)
+    audit = build_audit(reads, spans, quarantined, export_hour)
+    unreadable = [r.source_file for r in reads if r.file_error and r.records_read == 0]
+    return PartitionIngest(spans[list(SPAN_COLUMN_NAMES)], quarantined, audit, unreadable)
+
+
+def _postprocess_by_format(reads: list[FileRead]) -> None:
+    """Give readers that need the whole partition (LangSmith patches) all of their format's rows at once.
+
+    A reader's `postprocess(rows) -> (rows, rejects)` receives rows carrying a `_file` key, must keep it on
+    the rows it returns, and sets `Reject.source_file` from it.
+    """
+    by_format: dict[str, list[FileRead]] = {}
+    for read in reads:
+        if read.source_format and read.rows is not None:
+            by_format.setdefault(read.source_format, []).append(read)
+    for fmt, group in by_format.items():
+        postprocess = getattr(detect.reader_for(fmt), "postprocess", None)
+        if postprocess is None:
+            continue
+        for read in group:
+            read.rows["_file"] = read.source_file
+        combined = pd.concat([r.rows for r in group], ignore_index=True)
+        rows, rejects = postprocess(combined.to_dict("records"))
+        merged = pd.DataFrame(rows)
+        for read in group:
+            mine = merged[merged["_file"] == read.source_file].drop(columns="_file") if len(merged) else None
+            read.rows = mine.reset_index(drop=True) if mine is not None and len(mine) else None
+            read.rejects.extend(r for r in rejects if r.source_file == read.source_file)
+
+
+def _rejects_frame(read: FileRead) -> pd.DataFrame:
+    return pd.DataFrame({
+        "source_file": read.source_file,
+        "source_line": [r.number for r in read.rejects],
+        "source_format": [r.source_format or read.source_format for r in read.rejects],
+        "trace_id": [r.trace_id for r in read.rejects],
+        "span_id": [r.span_id for r in read.rejects],
+        "reason": [r.reason for r in read.rejects],
+        "detail": [f"{read.source_file}: {r.detail}" for r in read.rejects],
+        "raw": [r.raw for r in read.rejects],
+    })
+
+
+def _with_raw(quarantined: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Attach the raw record text to row-rule rejects by re-reading just those records of the file."""
+    wanted = set(int(n) for n in quarantined["source_line"].dropna())
+    raw: dict[int, str] = {}
+    if wanted:
+        try:
+            for item in iter_records(path):
+                if item.number in wanted:
+                    raw[item.number] = item.text if isinstance(item, RawRecord) else (item.raw or "")
+        except UnreadableFile:
+            pass
+    out = quarantined.copy()
+    out["detail"] = [
+        f"{f}:{int(n) if pd.notna(n) else '?'}: {d}"
+        for f, n, d in zip(out["source_file"], out["source_line"], out["detail"], strict=True)
+    ]
+    out["raw"] = [Reject("x", "", raw=raw.get(int(n))).raw if pd.notna(n) else None for n in out["source_line"]]
+    return out
+
+
+def _finish_quarantine(parts: list[pd.DataFrame], export_hour: pd.Timestamp) -> pd.DataFrame:
+    if not parts:
+        return empty_frame(QUARANTINE_COLUMNS)
+    frame = pd.concat([p.dropna(axis=1, how="all") for p in parts], ignore_index=True)
+    frame["export_hour"] = export_hour
+    frame["schema_version"] = SCHEMA_VERSION
+    return conform(frame, QUARANTINE_COLUMNS)
+
+
+def build_audit(reads: list[FileRead], spans: pd.DataFrame, quarantined: pd.DataFrame,
+                export_hour: pd.Timestamp) -> pd.DataFrame:
+    """One row per file: records read, spans found / written / quarantined (by reason), late spans."""
+    end = export_hour + HOUR
+    late = spans[(spans["start_time"] < export_hour) | (spans["start_time"] >= end)]
+    late_by_file = Counter(late["source_file"])
+    written_by_file = Counter(spans["source_file"])
+    rows = []
+    for read in reads:
+        q = quarantined[quarantined["source_file"] == read.source_file]
+        by_reason = dict(sorted(Counter(q["reason"]).items()))
+        written = written_by_file.get(read.source_file, 0)
+        rows.append({
+            "export_hour": export_hour,
+            "source_file": read.source_file,
+            "source_format": read.source_format,
+            "records_read": read.records_read,
+            "spans_found": read.spans_found,
+            "spans_written": written,
+            "spans_quarantined": len(q),
+            "quarantined_by_reason": orjson.dumps(by_reason).decode(),
+            "late_spans": late_by_file.get(read.source_file, 0),
+            "file_error": read.file_error,
+            "schema_version": SCHEMA_VERSION,
+        })
+    if not rows:
+        return empty_frame(AUDIT_COLUMNS)
+    return conform(pd.DataFrame(rows), AUDIT_COLUMNS)
+
+
+def ingest_partition(landing_root: Path, export_hour: datetime, fast_path: bool = True) -> PartitionIngest:
+    """Ingest every landing file of one export hour."""
+    return ingest_files(partition_files(landing_root, export_hour), export_hour, landing_root, fast_path)
