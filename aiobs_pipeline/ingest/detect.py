@@ -9,9 +9,11 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from aiobs_pipeline.ingest import native
+from aiobs_pipeline.ingest import native, openinference, otlp
 
 READERS: tuple[ModuleType, ...] = (
+    otlp,
+    openinference,
     native,
 )
 

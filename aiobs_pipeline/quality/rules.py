@@ -131,6 +131,11 @@ def apply_row_rules(rows: pd.DataFrame, json_encoded: bool = False) -> RuleResul
                 lambda v, n=column.name: f"field '{n}' is not a timestamp: {_short(v)}"))
             converted[column.name] = stamps
 
+    # Before the ranges: a negative latency derived from swapped times is reported as the real cause.
+    start, end = converted["start_time"], converted["end_time"]
+    flag(end.notna() & start.notna() & (end < start), "end_before_start",
+         pd.Series([f"end_time {e} is before start_time {s}" for s, e in zip(start, end, strict=True)], index=index))
+
     for column in SPAN_COLUMNS:
         if column.type not in ("int", "float") or column.name in _CONTEXT_COLUMNS:
             continue
@@ -143,16 +148,26 @@ def apply_row_rules(rows: pd.DataFrame, json_encoded: bool = False) -> RuleResul
             flag(numbers > limit, "absurd_value",
                  numbers.map(lambda v, n=column.name, lim=limit: f"field '{n}' is {v:g}, above the plausible limit {lim:g}"))
 
-    start, end = converted["start_time"], converted["end_time"]
-    flag(end.notna() & start.notna() & (end < start), "end_before_start",
-         pd.Series([f"end_time {e} is before start_time {s}" for s, e in zip(start, end, strict=True)], index=index))
-
     kind = frame["kind"].map(lambda v: v.strip().lower() if isinstance(v, str) else v)
     flag(kind.notna() & ~kind.isin(KINDS), "invalid_kind",
          kind.map(lambda v: f"field 'kind' is {_short(v)}; allowed: {', '.join(KINDS)}"))
     status = frame["status"].map(lambda v: v.strip().lower() if isinstance(v, str) else v)
     flag(status.notna() & ~status.isin(STATUSES), "invalid_status",
          status.map(lambda v: f"field 'status' is {_short(v)}; allowed: {', '.join(STATUSES)}"))
+
+    # JSON is encoded before the NUL check so that a NUL nested anywhere in messages is found.
+    if not json_encoded:
+        for column in SPAN_COLUMNS:
+            if column.type == "json":
+                frame[column.name] = frame[column.name].map(_to_json)
+    # PostgreSQL cannot store NUL characters; both warehouses refuse them, so such rows are quarantined.
+    for column in SPAN_COLUMNS:
+        if column.type not in ("str", "json") or column.name in _CONTEXT_COLUMNS:
+            continue
+        series = frame[column.name]
+        needle = "\\u0000" if column.type == "json" else "\x00"
+        nul = series.map(lambda v, n=needle: isinstance(v, str) and n in v)
+        flag(nul, "invalid_encoding", f"field '{column.name}' contains a NUL character")
 
     bad = reason.notna()
     quarantined = frame.loc[bad, ["source_file", "source_line", "source_format", "trace_id", "span_id"]].copy()
@@ -166,10 +181,6 @@ def apply_row_rules(rows: pd.DataFrame, json_encoded: bool = False) -> RuleResul
     good["status"] = status[~bad]
     for name, series in converted.items():
         good[name] = series[~bad]
-    if not json_encoded:
-        for column in SPAN_COLUMNS:
-            if column.type == "json":
-                good[column.name] = good[column.name].map(_to_json)
     return RuleResult(conform(good, SPAN_COLUMNS), quarantined.reset_index(drop=True))
 
 

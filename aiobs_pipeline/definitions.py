@@ -1,0 +1,23 @@
+"""The single Dagster entry point: merges each domain's definitions and binds the shared resources.
+
+The warehouse (DuckDB file or PostgreSQL) is chosen here from settings, so assets never open connections.
+"""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from aiobs_pipeline.defs import ingest
+from aiobs_pipeline.defs.resources import AiobsSettings
+from aiobs_pipeline.settings import Settings, get_settings
+from aiobs_pipeline.warehouse import warehouse_for
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    """Resources every domain uses: settings and the warehouse IO manager."""
+    return {"aiobs": AiobsSettings(), "warehouse": warehouse_for(settings)}
+
+
+DOMAINS = (ingest.defs,)
+
+defs = Definitions.merge(*DOMAINS, Definitions(resources=build_resources(get_settings())))

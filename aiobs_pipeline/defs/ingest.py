@@ -1,0 +1,205 @@
+"""Dagster assets for ingest: `spans`, `quarantined_spans` and `ingest_audit`, their GX check, the hourly
+schedule and the landing sensor. The work itself lives in `aiobs_pipeline.ingest` and `quality`."""
+
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetOut,
+    BackfillPolicy,
+    Definitions,
+    MetadataValue,
+    Output,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+    multi_asset,
+    sensor,
+)
+
+from aiobs_pipeline.defs.partitions import hourly_partitions
+from aiobs_pipeline.defs.resources import AiobsSettings
+from aiobs_pipeline.ingest.partition import HOUR, ingest_partition, partition_files
+from aiobs_pipeline.schema import SCHEMA_VERSION
+
+WAREHOUSE_POOL = "aiobs_warehouse"
+PARTITION_EXPR = {"partition_expr": "export_hour"}
+
+
+def _hours(start: datetime, end: datetime) -> list[datetime]:
+    hours, current = [], start
+    while current < end:
+        hours.append(current)
+        current += HOUR
+    return hours
+
+
+def _markdown(frame: pd.DataFrame, limit: int = 20) -> str:
+    if frame.empty:
+        return "_none_"
+    shown = frame.head(limit)
+    text = shown.to_markdown(index=False)
+    return text if len(frame) <= limit else f"{text}\n\n_{len(frame) - limit} more rows in the table_"
+
+
+@multi_asset(
+    outs={
+        "spans": AssetOut(
+            description="Canonical LLM spans of every export format, one row per span, by export hour.",
+            io_manager_key="warehouse", metadata=PARTITION_EXPR, kinds={"pandas"},
+        ),
+        "quarantined_spans": AssetOut(
+            description="Records and spans that could not be ingested, with file, line, raw text and reason.",
+            io_manager_key="warehouse", metadata=PARTITION_EXPR, kinds={"pandas"},
+        ),
+        "ingest_audit": AssetOut(
+            description="Per export hour and file: format, records read, spans found/written/quarantined, late.",
+            io_manager_key="warehouse", metadata=PARTITION_EXPR, kinds={"pandas"},
+        ),
+    },
+    check_specs=[AssetCheckSpec(
+        "spans_valid", asset="spans", blocking=True,
+        description="Great Expectations suite built from schema.py: uniqueness, nulls, ranges, allowed values, "
+                    "row count equal to the audit's spans written.",
+    )],
+    partitions_def=hourly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="ingest",
+    pool=WAREHOUSE_POOL,
+)
+def ingest_export_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
+    """Read the landing files of each export hour in the run's range into the three ingest tables."""
+    settings = aiobs.get()
+    window = context.partition_time_window
+    spans_parts, quarantine_parts, audit_parts, unreadable = [], [], [], []
+    for hour in _hours(window.start, window.end):
+        result = ingest_partition(settings.landing_root, hour, fast_path=settings.ingest.fast_path)
+        spans_parts.append(result.spans)
+        quarantine_parts.append(result.quarantined)
+        audit_parts.append(result.audit)
+        for name in result.unreadable_files:
+            context.log.error(f"landing file {name} could not be read at all; see quarantined_spans")
+            unreadable.append(name)
+        context.log.info(
+            f"{hour:%Y-%m-%d %H}:00 {len(result.spans)} spans written, {len(result.quarantined)} quarantined "
+            f"from {len(result.audit)} files"
+        )
+    spans = _concat(spans_parts)
+    quarantined = _concat(quarantine_parts)
+    audit = _concat(audit_parts)
+
+    identity_ok = bool((audit["spans_found"] == audit["spans_written"] + audit["spans_quarantined"]).all())
+    reasons = quarantined["reason"].value_counts().rename_axis("reason").reset_index(name="count")
+    common = {"partitions": f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC",
+              "schema_version": SCHEMA_VERSION}
+    yield Output(spans, output_name="spans", metadata={
+        **common,
+        "dagster/row_count": len(spans),
+        "spans_by_kind": MetadataValue.md(_markdown(
+            spans["kind"].value_counts().rename_axis("kind").reset_index(name="spans"))),
+        "late_spans": int(audit["late_spans"].sum()) if len(audit) else 0,
+        "preview": MetadataValue.md(_markdown(
+            spans[["start_time", "kind", "name", "model", "user_id", "input_tokens", "output_tokens"]], 10)),
+    })
+    yield Output(quarantined, output_name="quarantined_spans", metadata={
+        **common,
+        "dagster/row_count": len(quarantined),
+        "by_reason": MetadataValue.md(_markdown(reasons)),
+        "unreadable_files": MetadataValue.json(unreadable),
+        "preview": MetadataValue.md(_markdown(quarantined[["source_file", "source_line", "reason", "detail"]], 10)),
+    })
+    yield Output(audit, output_name="ingest_audit", metadata={
+        **common,
+        "dagster/row_count": len(audit),
+        "files": len(audit),
+        "spans_found": int(audit["spans_found"].sum()) if len(audit) else 0,
+        "spans_written": int(audit["spans_written"].sum()) if len(audit) else 0,
+        "spans_quarantined": int(audit["spans_quarantined"].sum()) if len(audit) else 0,
+        "identity_holds": identity_ok,
+        "per_file": MetadataValue.md(_markdown(audit.drop(columns=["schema_version"]), 30)),
+    })
+    yield spans_check(spans, audit)
+
+
+def spans_check(spans: pd.DataFrame, audit: pd.DataFrame) -> AssetCheckResult:
+    """Run the Great Expectations suite on the spans of this run and report it as the spans_valid check."""
+    from aiobs_pipeline.quality.expectations import validate_spans  # noqa: PLC0415 - GX imports slowly
+
+    expected = int(audit["spans_written"].sum()) if len(audit) else 0
+    validation = validate_spans(spans, expected_row_count=expected)
+    return AssetCheckResult(
+        check_name="spans_valid", asset_key="spans", passed=validation.success,
+        # Warning-level expectations (null rates) fail the check without blocking downstream assets.
+        severity=AssetCheckSeverity(validation.severity or "ERROR"),
+        description=validation.summary(),
+        metadata={"report": MetadataValue.md(validation.to_markdown()),
+                  "validation": MetadataValue.json(validation.to_metadata())},
+    )
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    non_empty = [p for p in parts if len(p)]
+    if not non_empty:
+        return parts[0] if parts else pd.DataFrame()
+    return pd.concat(non_empty, ignore_index=True) if len(non_empty) > 1 else non_empty[0]
+
+
+ingest_job = define_asset_job(
+    "ingest_job", selection=[ingest_export_hours], partitions_def=hourly_partitions,
+    description="Ingest export hours from the landing folder into spans, quarantine and audit.",
+)
+
+hourly_ingest_schedule = build_schedule_from_partitioned_job(
+    ingest_job, minute_of_hour=15, name="hourly_ingest_schedule",
+    description="Ingest the previous export hour, 15 minutes after it closes.",
+)
+
+
+def file_set_hash(files: list[Path]) -> str:
+    """A stable hash of a folder's file set (names, sizes, modification times)."""
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@sensor(job=ingest_job, minimum_interval_seconds=60,
+        description="Starts the ingest of an export hour when its landing folder gains or changes files.")
+def landing_sensor(context: SensorEvaluationContext, aiobs: AiobsSettings):
+    """Request one run per recent export hour whose file set is new or changed (run key = hour + hash)."""
+    settings = aiobs.get()
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    first = max(
+        now - timedelta(hours=settings.ingest.sensor_lookback_hours),
+        datetime.combine(settings.ingest.partitions_start, datetime.min.time(), tzinfo=UTC),
+    )
+    requests = []
+    for hour in _hours(first, now + HOUR):
+        files = partition_files(settings.landing_root, hour)
+        if not files:
+            continue
+        key = hourly_partitions.get_partition_key_for_timestamp(hour.timestamp())
+        requests.append(RunRequest(run_key=f"{key}:{file_set_hash(files)}", partition_key=key,
+                                   tags={"aiobs/trigger": "landing_sensor"}))
+    if not requests:
+        return SkipReason(f"no landing files in the last {settings.ingest.sensor_lookback_hours} hours "
+                          f"under {settings.landing_root}")
+    return requests
+
+
+defs = Definitions(
+    assets=[ingest_export_hours],
+    jobs=[ingest_job],
+    schedules=[hourly_ingest_schedule],
+    sensors=[landing_sensor],
+)

@@ -1,0 +1,753 @@
+"""Reader for OTLP/JSON trace exports, with OpenTelemetry GenAI and OpenInference span attributes.
+
+A record is one `ExportTraceServiceRequest` as the OpenTelemetry Collector `file` exporter writes it (one per
+line), or a whole pretty-printed request (one record). One record holds many spans, so every row carries the
+record number as `source_line`, and a malformed span becomes a `Reject` without losing its siblings.
+
+Encoding details handled (OTLP/JSON and protobuf JSON variants): camelCase or snake_case field names
+(`resourceSpans` / `resource_spans`), the pre-1.0 `instrumentationLibrarySpans`, lowercase-hex ids (base64
+ids, as generic protobuf JSON writes them, are converted to hex), 64-bit integers as strings or numbers,
+enums as integers or names (`kind: 3` / `"SPAN_KIND_CLIENT"`, `code: 2` / `"STATUS_CODE_ERROR"`), and
+every AnyValue form (string, int, double incl. "NaN", bool, array, kvlist, bytes).
+
+Attribute mapping, in order of precedence: application attributes (`openinference.map_common`), then
+OpenInference (`openinference.map_openinference`, when the span carries `openinference.span.kind` or
+`llm.*`), then the OpenTelemetry GenAI conventions below (v1.37+ and the older forms still in the wild).
+Whatever none of them maps stays in the row's `metadata`, so nothing is lost. The mapping tables are
+documented in docs/formats.md ("otlp").
+
+Token rule: OpenTelemetry defines `gen_ai.usage.input_tokens` to include cached tokens and
+`gen_ai.usage.output_tokens` to include reasoning tokens, which is the canonical rule, so counts are taken as
+reported. A source that visibly counts otherwise (cache read + write above input, or reasoning above
+output, as raw Anthropic or Gemini usage does) is converted by adding the parts, noted in
+`metadata["aiobs.token_adjustments"]`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiobs_pipeline.ingest import openinference
+from aiobs_pipeline.ingest.base import RawRecord, Reject, SpanRow, nanos_to_datetime
+from aiobs_pipeline.ingest.native import normalise_documents
+from aiobs_pipeline.ingest.openinference import (
+    dump_json,
+    exception_message,
+    first_token_time,
+    has_indexed,
+    indexed,
+    parse_json,
+    take,
+    text_of,
+    text_or_json,
+    to_number,
+)
+from aiobs_pipeline.schema import SPAN_COLUMN_NAMES
+
+FORMAT = "otlp"
+
+SPAN_KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
+
+# canonical column <- GenAI attribute keys, first present wins (current name first, then older names).
+GENAI = {
+    "provider": ("gen_ai.provider.name", "gen_ai.system"),
+    "request_model": ("gen_ai.request.model",),
+    "response_model": ("gen_ai.response.model",),
+    "temperature": ("gen_ai.request.temperature",),
+    "top_p": ("gen_ai.request.top_p",),
+    "max_tokens": ("gen_ai.request.max_tokens",),
+    "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
+    "output_tokens": ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"),
+    "total_tokens": ("gen_ai.usage.total_tokens", "llm.usage.total_tokens"),
+    "cached_input_tokens": ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
+                            "gen_ai.usage.input_tokens.cached"),
+    "cache_write_tokens": ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_write.input_tokens",
+                           "gen_ai.usage.cache_creation_input_tokens", "gen_ai.usage.input_tokens.cache_write"),
+    "reasoning_tokens": ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.output_tokens.reasoning",
+                         "gen_ai.usage.reasoning_tokens"),
+    # Not in the GenAI conventions; pydantic-ai/logfire and some gateways report the call's cost this way.
+    "reported_cost_usd": ("gen_ai.usage.cost", "operation.cost"),
+}
+_TEXT_COLUMNS = ("provider", "request_model", "response_model")
+# Filled by partition ingest (source_file, ...) or by the reader after build_row (source_line).
+_CONTEXT_COLUMNS = frozenset({"source_format", "source_file", "source_line", "export_hour", "schema_version"})
+# gen_ai.operation.name -> canonical kind.
+OPERATION_KINDS = {
+    "chat": "llm",
+    "text_completion": "llm",
+    "generate_content": "llm",
+    "embeddings": "embedding",
+    "retrieval": "retrieval",
+    "search_memory": "retrieval",
+    "execute_tool": "tool",
+}
+# OpenLLMetry (Traceloop) markers on spans that predate gen_ai.operation.name.
+REQUEST_TYPE_KINDS = {"chat": "llm", "completion": "llm", "embedding": "embedding", "rerank": "rerank"}
+TRACELOOP_KINDS = {"tool": "tool", "workflow": "chain", "task": "chain", "agent": "chain"}
+_LLM_MARKERS = ("gen_ai.request.model", "gen_ai.response.model", "gen_ai.input.messages", "gen_ai.output.messages",
+                "gen_ai.prompt", "gen_ai.completion")
+# Per-message log events (deprecated), when attached to spans as span events: event name -> role.
+MESSAGE_EVENTS = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+# An event carrying the span's GenAI content attributes (opt-in in the conventions).
+DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_MS = timedelta(milliseconds=1)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class MalformedSpan(Exception):
+    """A span whose envelope cannot be read; carries the ids that could be read, for the reject."""
+
+    def __init__(self, message: str, span_id: str | None = None, trace_id: str | None = None) -> None:
+        super().__init__(message)
+        self.span_id = span_id
+        self.trace_id = trace_id
+
+
+@dataclass
+class SpanParts:
+    """One span's envelope and attributes, independent of the export format; `build_row` maps it."""
+
+    trace_id: Any
+    span_id: Any
+    parent_span_id: Any
+    name: Any
+    start_time: Any  # datetime, or the unreadable raw value for the row rules to report
+    end_time: Any
+    status_code: Any  # "ok", "error", "unset", or the unknown raw code
+    status_message: str | None
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)  # {name, time, attributes}
+    resource: dict[str, Any] = field(default_factory=dict)
+    extra_metadata: dict[str, Any] = field(default_factory=dict)
+    # Phoenix spans are OpenInference by definition; OTLP spans are when they carry its attributes.
+    openinference: bool = False
+
+
+def _get(mapping: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in mapping:
+            return mapping[name]
+    return None
+
+
+def matches(value: Any) -> bool:
+    """An OTLP trace request: an object with `resourceSpans` (or `resource_spans`)."""
+    return isinstance(value, dict) and ("resourceSpans" in value or "resource_spans" in value)
+
+
+def read(records: Iterable[RawRecord]) -> Iterator[SpanRow | Reject]:
+    """Turn OTLP trace requests into canonical rows, one per span; malformed parts become rejects."""
+    for record in records:
+        yield from _read_request(record)
+
+
+def _reject(reason: str, record: RawRecord, where: str, message: str, raw: Any,
+            span_id: str | None = None, trace_id: str | None = None) -> Reject:
+    text = raw if isinstance(raw, str) else dump_json(raw)
+    place = f"record {record.number}: {where}: " if where else f"record {record.number}: "
+    return Reject(reason, place + message, record.number, text, span_id=span_id, trace_id=trace_id,
+                  source_format=FORMAT)
+
+
+def _read_request(record: RawRecord) -> Iterator[SpanRow | Reject]:
+    value = record.value
+    if not isinstance(value, dict):
+        yield _reject("invalid_type", record, "", f"expected an ExportTraceServiceRequest object, got "
+                      f"{type(value).__name__}", record.text)
+        return
+    resource_spans = _get(value, "resourceSpans", "resource_spans")
+    if resource_spans is None:
+        keys = ", ".join(sorted(map(str, value))[:8])
+        yield _reject("unsupported_record", record, "", f"not an OTLP trace request: no 'resourceSpans' "
+                      f"(keys: {keys})", record.text)
+        return
+    if not isinstance(resource_spans, list):
+        yield _reject("invalid_type", record, "resourceSpans", f"must be a list, got {type(resource_spans).__name__}",
+                      record.text)
+        return
+    for i, entry in enumerate(resource_spans):
+        where = f"resourceSpans[{i}]"
+        if not isinstance(entry, dict):
+            yield _reject("invalid_type", record, where, f"expected an object, got {type(entry).__name__}", entry)
+            continue
+        resource, resource_meta = _resource(_get(entry, "resource"))
+        scope_spans = _get(entry, "scopeSpans", "scope_spans", "instrumentationLibrarySpans",
+                           "instrumentation_library_spans")
+        if scope_spans is None:
+            continue
+        if not isinstance(scope_spans, list):
+            yield _reject("invalid_type", record, f"{where}.scopeSpans",
+                          f"must be a list, got {type(scope_spans).__name__}", entry)
+            continue
+        for j, scope_entry in enumerate(scope_spans):
+            here = f"{where}.scopeSpans[{j}]"
+            if not isinstance(scope_entry, dict):
+                yield _reject("invalid_type", record, here, f"expected an object, got {type(scope_entry).__name__}",
+                              scope_entry)
+                continue
+            scope_meta = {**resource_meta, **_scope(_get(scope_entry, "scope", "instrumentationLibrary",
+                                                         "instrumentation_library"))}
+            spans = _get(scope_entry, "spans")
+            if spans is None:
+                continue
+            if not isinstance(spans, list):
+                yield _reject("invalid_type", record, f"{here}.spans", f"must be a list, got {type(spans).__name__}",
+                              scope_entry)
+                continue
+            for k, span in enumerate(spans):
+                yield _read_span(span, resource, scope_meta, record, f"{here}.spans[{k}]")
+
+
+def _read_span(span: Any, resource: dict[str, Any], scope_meta: dict[str, Any], record: RawRecord,
+               where: str) -> SpanRow | Reject:
+    try:
+        parts = otlp_span_parts(span, resource, scope_meta)
+    except MalformedSpan as exc:
+        return _reject("invalid_type", record, where, str(exc), span, exc.span_id, exc.trace_id)
+    try:
+        row = build_row(parts)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        # Attribute values of shapes no convention allows must not stop the file: the span is quarantined.
+        return _reject("invalid_type", record, where, f"attributes could not be mapped: {exc!r}", span,
+                       parts.span_id if isinstance(parts.span_id, str) else None,
+                       parts.trace_id if isinstance(parts.trace_id, str) else None)
+    row["source_line"] = record.number
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------------
+# OTLP/JSON envelope.
+
+
+def any_value(value: Any) -> Any:
+    """Decode an OTLP AnyValue object into a Python value; raise ValueError when it is not one."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"AnyValue must be an object, got {type(value).__name__}")
+    if not value:
+        return None
+    for key, raw in value.items():
+        if key in ("stringValue", "string_value"):
+            if not isinstance(raw, str):
+                raise ValueError(f"stringValue must be a string, got {type(raw).__name__}")
+            return raw
+        if key in ("boolValue", "bool_value"):
+            if not isinstance(raw, bool):
+                raise ValueError(f"boolValue must be a boolean, got {type(raw).__name__}")
+            return raw
+        if key in ("intValue", "int_value"):
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise ValueError(f"intValue must be an integer or decimal string, got {type(raw).__name__}")
+            number = int(raw)
+            if not _INT64_MIN <= number <= _INT64_MAX:
+                raise ValueError(f"intValue {raw!r} is outside the 64-bit range")
+            return number
+        if key in ("doubleValue", "double_value"):
+            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+                raise ValueError(f"doubleValue must be a number, got {type(raw).__name__}")
+            return float(raw)  # "NaN", "Infinity" and "-Infinity" are how OTLP/JSON writes those
+        if key in ("arrayValue", "array_value", "kvlistValue", "kvlist_value"):
+            if raw is not None and not isinstance(raw, dict):
+                raise ValueError(f"{key} must be an object with 'values', got {type(raw).__name__}")
+            items = (raw or {}).get("values")
+            if items is not None and not isinstance(items, list):
+                raise ValueError(f"{key}.values must be a list")
+        if key in ("arrayValue", "array_value"):
+            return [any_value(item) for item in items or []]
+        if key in ("kvlistValue", "kvlist_value"):
+            decoded, bad = decode_attributes(items or [])
+            if bad:
+                raise ValueError(f"kvlistValue has {len(bad)} unreadable entries")
+            return decoded
+        if key in ("bytesValue", "bytes_value"):
+            if not isinstance(raw, str):
+                raise ValueError(f"bytesValue must be a base64 string, got {type(raw).__name__}")
+            return raw
+    raise ValueError(f"unknown AnyValue field(s): {', '.join(sorted(map(str, value)))}")
+
+
+def decode_attributes(items: list[Any]) -> tuple[dict[str, Any], list[Any]]:
+    """Decode a list of OTLP KeyValue objects; return (attributes, entries that could not be read)."""
+    out: dict[str, Any] = {}
+    bad: list[Any] = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            bad.append(item)
+            continue
+        try:
+            out[item["key"]] = any_value(item.get("value"))
+        except (ValueError, TypeError, OverflowError):
+            bad.append(item)
+    return out, bad
+
+
+def hex_id(value: Any, name: str) -> str | None:
+    """An OTLP id as lowercase hex (base64 ids converted); None when absent; MalformedSpan when unreadable."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MalformedSpan(f"field '{name}' must be a hex string, got {type(value).__name__} {value!r}"[:160])
+    text = value.strip()
+    if _HEX.match(text):
+        return text.lower()
+    if len(text) in (12, 24):
+        try:
+            decoded = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if len(decoded) in (8, 16):
+            return decoded.hex()
+    raise MalformedSpan(f"field '{name}' is not a hex id: {text!r}"[:160])
+
+
+def _nanos(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    try:
+        return nanos_to_datetime(value)
+    except (ValueError, TypeError, OverflowError, OSError):
+        return value  # the row rules report the unreadable timestamp by field name
+
+
+def _resource(resource: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Resource attributes, plus metadata entries for anything unreadable in them."""
+    if resource is None:
+        return {}, {}
+    items = resource.get("attributes") if isinstance(resource, dict) else resource
+    if items is None:
+        return {}, {}
+    if not isinstance(items, list):
+        return {}, {"otel.unreadable_resource": resource}
+    attributes, bad = decode_attributes(items)
+    return attributes, ({"otel.unreadable_resource_attributes": bad} if bad else {})
+
+
+def _scope(scope: Any) -> dict[str, Any]:
+    if not isinstance(scope, dict):
+        return {"otel.unreadable_scope": scope} if scope is not None else {}
+    meta: dict[str, Any] = {"otel.scope.name": scope.get("name") or None, "otel.scope.version": scope.get("version") or None}
+    items = scope.get("attributes")
+    if isinstance(items, list) and items:
+        attributes, bad = decode_attributes(items)
+        meta["otel.scope.attributes"] = attributes or None
+        if bad:
+            meta["otel.unreadable_scope_attributes"] = bad
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def _enum(value: Any, names: dict[int, str], prefix: str) -> Any:
+    """An OTLP enum given as an integer, a decimal string, or a name (with or without its prefix)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return names.get(value, value)
+    if isinstance(value, str):
+        name = value.strip().lower().removeprefix(prefix)
+        if name in names.values():
+            return name
+    return value
+
+
+def otlp_span_parts(span: Any, resource: dict[str, Any], scope_meta: dict[str, Any]) -> SpanParts:
+    """Read the envelope of one OTLP span; raise MalformedSpan when it cannot be read."""
+    if not isinstance(span, dict):
+        raise MalformedSpan(f"expected a span object, got {type(span).__name__}")
+    ids: dict[str, str | None] = {}
+    problems: list[str] = []
+    for column, names in (("trace_id", ("traceId", "trace_id")), ("span_id", ("spanId", "span_id")),
+                          ("parent_span_id", ("parentSpanId", "parent_span_id"))):
+        try:
+            ids[column] = hex_id(_get(span, *names), names[0])
+        except MalformedSpan as exc:
+            ids[column] = None
+            problems.append(str(exc))
+    readable = {"span_id": ids["span_id"], "trace_id": ids["trace_id"]}
+    if problems:
+        raise MalformedSpan("; ".join(problems), **readable)
+    if ids["parent_span_id"] is not None and not ids["parent_span_id"].strip("0"):
+        ids["parent_span_id"] = None  # an all-zero parent id is how some exporters write "no parent"
+    items = _get(span, "attributes")
+    if items is not None and not isinstance(items, list):
+        raise MalformedSpan(f"field 'attributes' must be a list of {{key, value}}, got {type(items).__name__}",
+                            **readable)
+    attributes, bad = decode_attributes(items or [])
+    raw_events = _get(span, "events")
+    if raw_events is not None and not isinstance(raw_events, list):
+        raise MalformedSpan(f"field 'events' must be a list, got {type(raw_events).__name__}", **readable)
+    status = _get(span, "status")
+    if status is not None and not isinstance(status, dict):
+        raise MalformedSpan(f"field 'status' must be an object, got {type(status).__name__}", **readable)
+    status = status or {}
+    code = _enum(_get(status, "code"), STATUS_CODES, "status_code_") if _get(status, "code") is not None else "unset"
+    extra: dict[str, Any] = dict(scope_meta)
+    for key, names in (("otel.span.kind", ("kind",)), ("otel.trace_state", ("traceState", "trace_state")), ("otel.links", ("links",)),
+                       ("otel.flags", ("flags",)),
+                       ("otel.dropped_attributes_count", ("droppedAttributesCount", "dropped_attributes_count")),
+                       ("otel.dropped_events_count", ("droppedEventsCount", "dropped_events_count"))):
+        value = _get(span, *names)
+        if key == "otel.span.kind" and value is not None:
+            extra[key] = _enum(value, SPAN_KINDS, "span_kind_")
+        elif value not in (None, "", [], 0, "0"):
+            extra[key] = value
+    if bad:
+        extra["otel.unreadable_attributes"] = bad
+    events = []
+    for event in raw_events or []:
+        if not isinstance(event, dict):
+            events.append({"name": None, "time": None, "attributes": {"raw": event}})
+            continue
+        event_items = _get(event, "attributes")
+        event_attributes, event_bad = decode_attributes(event_items if isinstance(event_items, list) else [])
+        if event_bad or (event_items is not None and not isinstance(event_items, list)):
+            event_attributes["otel.unreadable_attributes"] = event_bad or event_items
+        events.append({"name": _get(event, "name"), "time": _nanos(_get(event, "timeUnixNano", "time_unix_nano")),
+                       "attributes": event_attributes})
+    return SpanParts(
+        trace_id=ids["trace_id"],
+        span_id=ids["span_id"],
+        parent_span_id=ids["parent_span_id"],
+        name=_get(span, "name"),
+        start_time=_nanos(_get(span, "startTimeUnixNano", "start_time_unix_nano")),
+        end_time=_nanos(_get(span, "endTimeUnixNano", "end_time_unix_nano")),
+        status_code=code,
+        status_message=_get(status, "message") or None,
+        attributes=attributes,
+        events=events,
+        resource=resource,
+        extra_metadata=extra,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Row assembly, shared with the Phoenix reader (openinference.read).
+
+
+def build_row(parts: SpanParts) -> SpanRow:
+    """Map one span's parts to a canonical row (no validation: see quality.rules)."""
+    attributes = dict(parts.attributes)
+    events = list(parts.events)
+    for event in [e for e in events if e.get("name") == DETAILS_EVENT]:
+        for key, value in (event.get("attributes") or {}).items():
+            attributes.setdefault(key, value)
+        events.remove(event)
+    common, attributes, resource_rest = openinference.map_common(attributes, parts.resource)
+    mapped_oi: dict[str, Any] = {}
+    if parts.openinference or openinference.is_openinference(attributes):
+        mapped_oi, attributes = openinference.map_openinference(attributes)
+    mapped_genai, attributes, events = map_genai(attributes, events)
+    fields: dict[str, Any] = {}
+    for source in (common, mapped_oi, mapped_genai):
+        for key, value in source.items():
+            if fields.get(key) is None and value is not None:
+                fields[key] = value
+    row: SpanRow = {c: fields.get(c) for c in SPAN_COLUMN_NAMES if c not in _CONTEXT_COLUMNS}
+    start, end = parts.start_time, parts.end_time
+    latency = None
+    if isinstance(start, datetime) and isinstance(end, datetime) and end >= start:
+        latency = (end - start) / _MS  # a negative span is left to the rules' end_before_start
+    ttft = fields.get("time_to_first_token_ms")
+    first = first_token_time(events)
+    if ttft is None and first is not None and isinstance(start, datetime) and first >= start:
+        ttft = (first - start) / _MS
+    status, error_message = _status(parts.status_code, parts.status_message, attributes, events)
+    row.update(
+        trace_id=parts.trace_id,
+        span_id=parts.span_id,
+        parent_span_id=parts.parent_span_id,
+        name=parts.name,
+        kind=fields.get("kind") or "chain",
+        start_time=start,
+        end_time=end,
+        latency_ms=latency,
+        time_to_first_token_ms=ttft,
+        status=status,
+        error_message=error_message,
+        model=fields.get("response_model") or fields.get("request_model"),
+    )
+    notes = normalise_tokens(row)
+    metadata = dict(attributes)
+    if resource_rest:
+        metadata["otel.resource"] = resource_rest
+    if events:
+        metadata["otel.events"] = [{**e, "time": e["time"].isoformat() if isinstance(e.get("time"), datetime)
+                                    else e.get("time")} for e in events]
+    metadata.update(parts.extra_metadata)
+    if notes:
+        metadata["aiobs.token_adjustments"] = notes
+    row["metadata"] = metadata or None
+    return row
+
+
+def _status(code: Any, message: str | None, attributes: dict[str, Any],
+            events: list[dict[str, Any]]) -> tuple[str, str | None]:
+    error_type = attributes.get("error.type")
+    if code == "ok":
+        return "ok", None
+    if code == "error" or (code in ("unset", None) and error_type not in (None, "")):
+        detail = message or exception_message(events) or (str(error_type) if error_type not in (None, "") else None)
+        return "error", detail
+    if code in ("unset", None):
+        return "ok", None
+    return f"status code {code!r}", message  # reported by the row rules as invalid_status
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def normalise_tokens(row: SpanRow) -> list[str]:
+    """Apply the token rule (input includes cache, output includes reasoning); return notes on changes."""
+    notes = []
+    inp, cached, written = row.get("input_tokens"), row.get("cached_input_tokens"), row.get("cache_write_tokens")
+    parts = [v for v in (cached, written) if _is_count(v)]
+    if _is_count(inp) and parts and sum(parts) > inp:
+        row["input_tokens"] = inp + sum(parts)
+        notes.append(f"input_tokens {inp} excluded cache read/write tokens ({sum(parts)}); added them")
+    out, reasoning = row.get("output_tokens"), row.get("reasoning_tokens")
+    if _is_count(out) and _is_count(reasoning) and reasoning > out:
+        row["output_tokens"] = out + reasoning
+        notes.append(f"output_tokens {out} excluded reasoning tokens ({reasoning}); added them")
+    if row.get("total_tokens") is None and _is_count(row.get("input_tokens")) and _is_count(row.get("output_tokens")):
+        row["total_tokens"] = row["input_tokens"] + row["output_tokens"]
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# OpenTelemetry GenAI attributes.
+
+
+def genai_kind(attributes: dict[str, Any]) -> str | None:
+    """Canonical kind from GenAI (and OpenLLMetry) attributes; None when the span is not a GenAI span."""
+    operation = attributes.get("gen_ai.operation.name")
+    if isinstance(operation, str) and operation in OPERATION_KINDS:
+        return OPERATION_KINDS[operation]
+    if isinstance(operation, str) and operation:
+        return "chain"  # invoke_agent, create_agent, invoke_workflow, plan, memory writes, ...
+    request_type = attributes.get("llm.request.type")
+    if isinstance(request_type, str) and request_type in REQUEST_TYPE_KINDS:
+        return REQUEST_TYPE_KINDS[request_type]
+    traceloop_kind = attributes.get("traceloop.span.kind")
+    if isinstance(traceloop_kind, str) and traceloop_kind in TRACELOOP_KINDS:
+        return TRACELOOP_KINDS[traceloop_kind]
+    if "gen_ai.tool.name" in attributes or "gen_ai.tool.call.id" in attributes:
+        return "tool"
+    if "gen_ai.agent.name" in attributes or "gen_ai.agent.id" in attributes:
+        return "chain"  # agent runs report their children's summed usage: not a model call themselves
+    if any(k in attributes for k in _LLM_MARKERS) or any(
+            has_indexed(attributes, p) for p in ("gen_ai.prompt", "gen_ai.completion", "llm.prompts")):
+        return "llm"
+    return None
+
+
+def map_genai(attributes: dict[str, Any], events: list[dict[str, Any]]
+              ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """Map GenAI attributes and content events; return (fields, attributes left, events left)."""
+    attrs = dict(attributes)
+    used: set[str] = set()
+    fields: dict[str, Any] = {"kind": genai_kind(attrs)}
+    for column, keys in GENAI.items():
+        value = take(attrs, used, *keys)
+        fields[column] = value if column in _TEXT_COLUMNS else to_number(value)
+    ttft = to_number(take(attrs, used, "gen_ai.response.time_to_first_chunk"))
+    if isinstance(ttft, int | float) and not isinstance(ttft, bool):
+        fields["time_to_first_token_ms"] = ttft * 1000.0  # the convention records seconds
+    else:
+        fields["time_to_first_token_ms"] = ttft
+    params = {k.removeprefix("gen_ai.request."): v for k, v in attrs.items()
+              if k.startswith("gen_ai.request.") and k not in used}
+    if params:
+        used.update(f"gen_ai.request.{k}" for k in params)
+        fields["request_params"] = params
+    remaining = _map_conversation(attrs, used, events, fields)
+    documents = parse_json(attrs.get("gen_ai.retrieval.documents"))
+    if isinstance(documents, list):
+        used.add("gen_ai.retrieval.documents")
+        fields["documents"] = normalise_documents(documents)
+    outputs = fields.get("output_messages") or []
+    texts = [m["content"] for m in outputs if isinstance(m, dict) and isinstance(m.get("content"), str) and m["content"]]
+    fields["output_text"] = "\n".join(texts) if texts else None
+    return fields, {k: v for k, v in attrs.items() if k not in used}, remaining
+
+
+def _map_conversation(attrs: dict[str, Any], used: set[str], events: list[dict[str, Any]],
+                      fields: dict[str, Any]) -> list[dict[str, Any]]:
+    """Input and output messages from whichever form the span uses; return the events not consumed."""
+    consumed: set[int] = set()
+    # llm.prompts / llm.completions: OpenLLMetry's names before it moved to gen_ai.prompt / gen_ai.completion.
+    inputs = _messages_attribute(attrs, used, ("gen_ai.input.messages", "gen_ai.prompt"),
+                                 ("gen_ai.prompt", "llm.prompts"), "user")
+    outputs = _messages_attribute(attrs, used, ("gen_ai.output.messages", "gen_ai.completion"),
+                                  ("gen_ai.completion", "llm.completions"), "assistant")
+    event_inputs: list[dict[str, Any]] = []
+    event_outputs: list[tuple[Any, dict[str, Any]]] = []
+    for index, event in enumerate(events):
+        name, event_attrs = event.get("name"), event.get("attributes") or {}
+        if name == "gen_ai.content.prompt" and inputs is None and event_attrs.get("gen_ai.prompt") is not None:
+            event_inputs.extend(messages_from(parse_json(event_attrs["gen_ai.prompt"]), "user") or [])
+        elif name == "gen_ai.content.completion" and outputs is None and event_attrs.get("gen_ai.completion") is not None:
+            messages = messages_from(parse_json(event_attrs["gen_ai.completion"]), "assistant") or []
+            event_outputs.extend((len(event_outputs), m) for m in messages)
+        elif name in MESSAGE_EVENTS and inputs is None:
+            event_inputs.append(_openai_message(_event_body(event_attrs), MESSAGE_EVENTS[name]))
+        elif name == "gen_ai.choice" and outputs is None:
+            body = _event_body(event_attrs)
+            message = body.get("message") if isinstance(body.get("message"), dict) else {}
+            choice = _openai_message({**message, "tool_calls": body.get("tool_calls") or message.get("tool_calls")},
+                                     "assistant")
+            if body.get("finish_reason") is not None:
+                choice["finish_reason"] = body["finish_reason"]
+            event_outputs.append((to_number(body.get("index", len(event_outputs))), choice))
+        else:
+            continue
+        consumed.add(index)
+    if inputs is None and event_inputs:
+        inputs = event_inputs
+    if outputs is None and event_outputs:
+        outputs = [m for _, m in sorted(event_outputs, key=lambda p: p[0] if isinstance(p[0], int) else 0)]
+    system = parse_json(attrs.get("gen_ai.system_instructions"))
+    if system is not None:
+        used.add("gen_ai.system_instructions")
+        inputs = [{"role": "system", "content": text_of(system)}] + (inputs or [])
+    fields["input_messages"] = inputs
+    fields["output_messages"] = outputs
+    return [e for i, e in enumerate(events) if i not in consumed]
+
+
+def _messages_attribute(attrs: dict[str, Any], used: set[str], keys: tuple[str, ...],
+                        indexed_prefixes: tuple[str, ...], role: str) -> list[dict[str, Any]] | None:
+    for key in keys:
+        if attrs.get(key) is not None:
+            messages = messages_from(parse_json(attrs[key]), role)
+            if messages is not None:
+                used.add(key)
+                return messages
+    for prefix in indexed_prefixes:
+        if has_indexed(attrs, prefix):
+            head = prefix + "."
+            used.update(k for k in attrs if k.startswith(head) and k[len(head):].split(".", 1)[0].isdigit())
+            return [_flat_message(item, role) for item in indexed(attrs, prefix)]
+    return None
+
+
+def messages_from(value: Any, role: str) -> list[dict[str, Any]] | None:
+    """Canonical messages from GenAI parts messages, OpenAI-style messages, or plain text (as one message)."""
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        return None
+    out: list[dict[str, Any]] = []
+    for message in value:
+        if isinstance(message, dict) and isinstance(message.get("parts"), list):
+            out.extend(_parts_messages(message))
+        elif isinstance(message, dict):
+            out.append(_openai_message(message, role))
+        else:
+            out.append({"role": role, "content": text_or_json(message)})
+    return out
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    if not isinstance(call, dict):
+        return {"id": None, "name": None, "arguments": call}
+    function = call.get("function") if isinstance(call.get("function"), dict) else {}
+    return {"id": call.get("id"), "name": call.get("name") or function.get("name"),
+            "arguments": call.get("arguments", function.get("arguments"))}
+
+
+def _parts_messages(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A GenAI {role, parts} message; each tool_call_response part becomes its own message (OpenAI style)."""
+    main: dict[str, Any] = {"role": message.get("role"), "content": None}
+    texts: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
+    other: list[Any] = []
+    responses: list[dict[str, Any]] = []
+    for part in message["parts"]:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(text_of(part.get("content")) or "")
+        elif kind == "reasoning":
+            reasoning.append(text_of(part.get("content")) or "")
+        elif kind == "tool_call":
+            calls.append(_tool_call(part))
+        elif kind == "tool_call_response":
+            result = part.get("response", part.get("result"))
+            response = {"role": message.get("role"), "content": text_or_json(result), "tool_call_id": part.get("id")}
+            if part.get("name") is not None:
+                response["name"] = part["name"]
+            responses.append(response)
+        else:
+            other.append(part)  # blob, file, uri, server tool calls, generic parts: kept as they came
+    main["content"] = "".join(texts) if texts else None
+    if reasoning:
+        main["reasoning"] = "".join(reasoning)
+    if calls:
+        main["tool_calls"] = calls
+    if other:
+        main["parts"] = other
+    for key, value in message.items():
+        if key not in ("role", "parts"):
+            main[key] = value
+    keep_main = texts or reasoning or calls or other or not responses
+    return ([main] if keep_main else []) + responses
+
+
+def _openai_message(message: dict[str, Any], role: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.get("role") or role, "content": text_of(message.get("content"))}
+    if isinstance(message.get("content"), list | dict):
+        out["contents"] = message["content"]  # content blocks (images, tool_use, ...) beyond the text
+    calls = parse_json(message.get("tool_calls"))
+    if isinstance(calls, list) and calls:
+        out["tool_calls"] = [_tool_call(c) for c in calls]
+    elif isinstance(message.get("function_call"), dict):
+        out["tool_calls"] = [_tool_call(message["function_call"])]
+    call_id = message.get("tool_call_id") or (message.get("id") if out["role"] == "tool" else None)
+    if call_id is not None:
+        out["tool_call_id"] = call_id
+    for key, value in message.items():
+        if key not in ("role", "content", "tool_calls", "function_call", "tool_call_id", "id") \
+                and not key.startswith("gen_ai.") and value is not None:
+            out[key] = value
+    return out
+
+
+def _flat_message(item: dict[str, Any], role: str) -> dict[str, Any]:
+    """An indexed message (`gen_ai.prompt.0.role`, `gen_ai.completion.0.tool_calls.0.name`, ...)."""
+    out: dict[str, Any] = {"role": item.get("role") or role, "content": text_of(item.get("content"))}
+    calls = [{"id": c.get("id"), "name": c.get("name"), "arguments": c.get("arguments")}
+             for c in indexed(item, "tool_calls")]
+    if not calls and item.get("function_call.name") is not None:
+        calls = [{"id": None, "name": item["function_call.name"], "arguments": item.get("function_call.arguments")}]
+    if calls:
+        out["tool_calls"] = calls
+    for key, value in item.items():
+        if key not in ("role", "content") and not key.startswith(("tool_calls.", "function_call.")):
+            out[key] = value
+    return out
+
+
+def _event_body(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A per-message event's body: its attributes, with a JSON `gen_ai.event.content` merged in."""
+    body = {k: v for k, v in attributes.items() if k != "gen_ai.event.content"}
+    content = parse_json(attributes.get("gen_ai.event.content"))
+    if isinstance(content, dict):
+        body.update(content)
+    elif content is not None:
+        body["content"] = content
+    return body

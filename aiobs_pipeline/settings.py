@@ -1,0 +1,153 @@
+"""The one typed settings object: every path, threshold, budget and sink, from `aiobs.toml` and environment.
+
+Precedence (highest first): values passed in code, environment variables (`AIOBS_` prefix, `__` between
+nested names, e.g. `AIOBS_WAREHOUSE__KIND=postgres`), the TOML file, then the defaults below (which follow
+the product brief). The TOML file is `$AIOBS_CONFIG` if set, else `aiobs.toml` in the working directory.
+Relative paths are resolved against the folder holding the TOML file (or the working directory).
+Secrets (database passwords, API keys, webhook URLs) come only from the environment and are `SecretStr`,
+so they never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "AIOBS_CONFIG"
+DEFAULT_CONFIG_NAME = "aiobs.toml"
+
+
+class Section(BaseModel):
+    """A settings section: unknown keys are errors, so a typo in aiobs.toml is reported, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PathSettings(Section):
+    """Where landing files are read from and where files for people are written."""
+
+    landing_root: Path = Path("var/landing")
+    feedback_root: Path = Path("var/feedback")
+    reports_dir: Path = Path("var/reports")
+    datasets_dir: Path = Path("var/datasets")
+
+
+class WarehouseSettings(Section):
+    """Which warehouse asset tables live in: a DuckDB file (default) or PostgreSQL."""
+
+    kind: Literal["duckdb", "postgres"] = "duckdb"
+    duckdb_path: Path = Path("var/warehouse.duckdb")
+    # Named differently from the DuckDB file on purpose: same names give "ambiguous reference" errors.
+    schema_name: str = "aiobs"
+    postgres_url: SecretStr | None = Field(
+        default=None, description="postgresql://user:password@host:port/db; set AIOBS_WAREHOUSE__POSTGRES_URL"
+    )
+
+
+class IngestSettings(Section):
+    """Partitioning and the landing sensor."""
+
+    partitions_start: date = date(2025, 1, 1)
+    fast_path: bool = True
+    # The landing sensor only looks at this many recent hours, so each tick stays short.
+    sensor_lookback_hours: int = Field(default=72, ge=1, le=24 * 90)
+    sensor_interval_seconds: int = Field(default=60, ge=10)
+
+    @field_validator("partitions_start")
+    @classmethod
+    def _not_in_future(cls, value: date) -> date:
+        if value > date.today():
+            raise ValueError(f"ingest.partitions_start {value} is in the future")
+        return value
+
+
+class Settings(BaseSettings):
+    """All aiobs settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIOBS_", env_nested_delimiter="__", extra="forbid", toml_file=DEFAULT_CONFIG_NAME
+    )
+
+    paths: PathSettings = PathSettings()
+    warehouse: WarehouseSettings = WarehouseSettings()
+    ingest: IngestSettings = IngestSettings()
+    base_dir: Path = Field(default=Path("."), description="Folder relative paths are resolved against.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Code, then environment, then the TOML file named by AIOBS_CONFIG (or ./aiobs.toml)."""
+        toml_file = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_NAME))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    def resolve(self, path: Path) -> Path:
+        """Resolve a configured path against base_dir (absolute paths are kept)."""
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def landing_root(self) -> Path:
+        """Absolute landing root."""
+        return self.resolve(self.paths.landing_root)
+
+    @property
+    def feedback_root(self) -> Path:
+        """Absolute feedback landing root."""
+        return self.resolve(self.paths.feedback_root)
+
+    @property
+    def duckdb_path(self) -> Path:
+        """Absolute DuckDB warehouse file."""
+        return self.resolve(self.warehouse.duckdb_path)
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; the message names the file and the setting."""
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from a TOML file (or the default lookup) plus environment, with keyword overrides."""
+    previous = os.environ.get(CONFIG_ENV)
+    try:
+        if config_file:
+            config_path = Path(config_file)
+            if not config_path.is_file():
+                raise SettingsError(f"settings file {config_path} does not exist")
+            os.environ[CONFIG_ENV] = str(config_path)
+        toml_path = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_NAME))
+        base_dir = toml_path.resolve().parent if toml_path.is_file() else Path.cwd()
+        overrides.setdefault("base_dir", base_dir)
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings (file {toml_path}, environment AIOBS_*): {problems}") from exc
+    finally:
+        if config_file:
+            if previous is None:
+                os.environ.pop(CONFIG_ENV, None)
+            else:
+                os.environ[CONFIG_ENV] = previous
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call load_settings directly)."""
+    return load_settings()

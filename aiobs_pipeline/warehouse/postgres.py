@@ -1,0 +1,307 @@
+"""The PostgreSQL warehouse: a pandas IO manager on Dagster's DbIOManager / DbTypeHandler / DbClient framework.
+
+No maintained pandas IO manager for PostgreSQL exists, so this follows dagster-duckdb's layout:
+
+* `PostgresClient` opens one connection per load or store, in one transaction (committed on success,
+  rolled back otherwise), in UTC. Before the partition's DELETE it takes a transaction-level advisory lock on
+  the table, so two runs writing the same table cannot interleave their DELETE and INSERT (which would
+  leave duplicates) and cannot race on CREATE TABLE / ALTER TABLE.
+* `PostgresPandasTypeHandler` creates the table on first write (text, bigint, double precision,
+  timestamptz, jsonb, ... from `tables.py`), adds columns a later write brings, and loads rows with
+  COPY FROM STDIN (CSV). Loads cast back to the same dtypes the DuckDB warehouse yields; JSONB comes back
+  as canonical JSON text.
+
+Writing a partition (or a range of them) is DELETE + COPY in one transaction; an unpartitioned asset is
+DELETE of all rows + COPY, so readers (BI tools) see the old table until the new one is committed.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+import psycopg2
+import psycopg2.extensions
+from dagster import ConfigurableIOManagerFactory, InputContext, OutputContext
+from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
+from pydantic import Field
+
+from aiobs_pipeline.warehouse.tables import (
+    LogicalType,
+    WarehouseError,
+    add_column_sql,
+    check_rows_in_partitions,
+    create_table_sql,
+    frame_types,
+    json_columns_of,
+    merge_types,
+    output_metadata,
+    partition_where_sql,
+    prepare_frame,
+    qualified_name,
+    quote_ident,
+    restore_dtypes,
+    select_sql,
+    sql_logical_type,
+)
+
+_CSV_NULL = r"\N"
+# user:password@ in a URL (up to the last @ before the path, so an unencoded @ in a password is covered too),
+# and password=... in a key/value DSN or a URL query.
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^/\s]*@")
+_DSN_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """The connection URL or DSN with its password replaced by ***, for messages and logs."""
+    return _DSN_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
+
+
+def connect(url: str, connect_timeout: int = 10) -> psycopg2.extensions.connection:
+    """Open a PostgreSQL connection in UTC; failures name the server, never the password."""
+    try:
+        connection = psycopg2.connect(url, connect_timeout=connect_timeout, application_name="aiobs")
+    except psycopg2.Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WarehouseError(f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}") from None
+    connection.set_client_encoding("UTF8")
+    with connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'UTC'")
+    # Committed at once so the setting holds for the session and the caller starts a fresh transaction.
+    connection.commit()
+    return connection
+
+
+def database_name(url: str) -> str:
+    """The database a connection URL names (for the table's fully qualified name)."""
+    try:
+        return psycopg2.extensions.parse_dsn(url).get("dbname") or "postgres"
+    except psycopg2.Error:
+        raise WarehouseError(f"invalid PostgreSQL connection URL {redact_url(url)}") from None
+
+
+def table_types(cursor: Any, schema: str, table: str) -> dict[str, LogicalType | None]:
+    """Logical type of each column of a PostgreSQL table, in table order (empty when it does not exist)."""
+    cursor.execute(
+        "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (schema, table),
+    )
+    return {name: sql_logical_type(data_type) for name, data_type in cursor.fetchall()}
+
+
+def _lock(cursor: Any, key: str) -> None:
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+
+
+class PostgresClient(DbClient):
+    """DbClient for PostgreSQL: one connection and transaction per store or load."""
+
+    def __init__(self, url: str, connect_timeout: int = 10) -> None:
+        self._url = url
+        self._connect_timeout = connect_timeout
+
+    @contextmanager
+    def connect(self, context: OutputContext | InputContext, table_slice: TableSlice) -> Iterator[Any]:
+        """Yield a connection whose transaction commits when the block succeeds and rolls back otherwise."""
+        connection = connect(self._url, self._connect_timeout)
+        try:
+            yield connection
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
+
+    @staticmethod
+    def ensure_schema_exists(context: OutputContext, table_slice: TableSlice, connection: Any) -> None:
+        """Create the schema if missing (under an advisory lock: concurrent CREATE SCHEMA can collide)."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (table_slice.schema,))
+            if cursor.fetchone() is None:
+                _lock(cursor, f"aiobs schema {table_slice.schema}")
+                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(table_slice.schema)}")
+
+    @staticmethod
+    def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection: Any) -> None:
+        """Lock the table for this transaction, then delete the rows of the partitions being written."""
+        with connection.cursor() as cursor:
+            _lock(cursor, f"aiobs table {table_slice.schema}.{table_slice.table}")
+            cursor.execute(
+                "SELECT to_regclass(%s)", (qualified_name(table_slice.schema, table_slice.table),)
+            )
+            if cursor.fetchone()[0] is None:
+                return
+            statement = f"DELETE FROM {qualified_name(table_slice.schema, table_slice.table)}"
+            condition = partition_where_sql(table_slice.partition_dimensions)
+            cursor.execute(statement + (f" WHERE {condition}" if condition else ""))
+
+    @staticmethod
+    def get_select_statement(table_slice: TableSlice) -> str:
+        """The SELECT a load of this table slice runs (shown as the materialisation's Query metadata)."""
+        columns = ", ".join(quote_ident(c) for c in table_slice.columns) if table_slice.columns else "*"
+        statement = f"SELECT {columns} FROM {qualified_name(table_slice.schema, table_slice.table)}"
+        condition = partition_where_sql(table_slice.partition_dimensions)
+        return statement + (f" WHERE {condition}" if condition else "")
+
+
+def _csv_values(series: pd.Series, kind: LogicalType) -> list[str]:
+    """One column as COPY CSV fields: text always quoted, so only the unquoted \\N marker means NULL."""
+    present = series.notna().to_numpy()
+    if kind in ("str", "json"):
+        text = series.astype(object).where(present, "").astype(str)
+        fields = '"' + text.str.replace('"', '""', regex=False) + '"'
+    elif kind == "int":
+        fields = series.astype(object).where(present, 0).astype(str)
+    elif kind == "float":
+        fields = series.map(str).replace({"inf": "Infinity", "-inf": "-Infinity"})
+    elif kind == "timestamp":
+        fields = series.dt.strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
+    elif kind == "naive_timestamp":
+        fields = series.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+    elif kind == "bool":
+        fields = series.astype(object).map({True: "true", False: "false"})
+    else:
+        fields = series.map(lambda v: v.isoformat() if v is not None else "")
+    return fields.where(present, _CSV_NULL).tolist()
+
+
+class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
+    """Stores pandas DataFrames in PostgreSQL tables with COPY and loads them with the canonical dtypes."""
+
+    def handle_output(
+        self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection: Any
+    ) -> Mapping[str, Any] | None:
+        """Create or extend the table and COPY the frame's rows (the client deleted the old ones just before)."""
+        label = f"{table_slice.schema}.{table_slice.table}"
+        types = frame_types(obj, table_slice.table, json_columns_of(context), label)
+        if not types:
+            context.log.warning(f"{label}: the frame has no columns, so nothing is stored and no table is created")
+            return output_metadata(context, obj, "postgres")
+        with connection.cursor() as cursor:
+            existing = table_types(cursor, table_slice.schema, table_slice.table)
+            write_types, to_add = merge_types(existing, types, obj, label)
+            frame = prepare_frame(obj, write_types, label)
+            check_rows_in_partitions(frame, table_slice.partition_dimensions, label)
+            if not existing:
+                cursor.execute(create_table_sql(table_slice.schema, table_slice.table, write_types, "postgres"))
+            else:
+                for name, kind in to_add.items():
+                    context.log.info(f"{label}: adding column {name} ({kind})")
+                    cursor.execute(add_column_sql(table_slice.schema, table_slice.table, name, kind, "postgres"))
+        if len(frame):
+            self._insert(connection, table_slice, frame, write_types)
+        return output_metadata(context, frame, "postgres")
+
+    def _insert(
+        self, connection: Any, table_slice: TableSlice, frame: pd.DataFrame, types: Mapping[str, LogicalType]
+    ) -> None:
+        columns = [_csv_values(frame[name], types[name]) for name in frame.columns]
+        buffer = io.StringIO()
+        buffer.writelines(",".join(row) + "\n" for row in zip(*columns, strict=True))
+        buffer.seek(0)
+        names = ", ".join(quote_ident(name) for name in frame.columns)
+        with connection.cursor() as cursor:
+            cursor.copy_expert(
+                f"COPY {qualified_name(table_slice.schema, table_slice.table)} ({names}) "
+                f"FROM STDIN WITH (FORMAT csv, NULL '{_CSV_NULL}')",
+                buffer,
+            )
+
+    def load_input(self, context: InputContext, table_slice: TableSlice, connection: Any) -> pd.DataFrame:
+        """Load the table slice with the same dtypes the DuckDB warehouse yields."""
+        with connection.cursor() as cursor:
+            types = table_types(cursor, table_slice.schema, table_slice.table)
+            if not types:
+                raise WarehouseError(
+                    f"table {table_slice.schema}.{table_slice.table} does not exist in the PostgreSQL "
+                    "warehouse; materialise its asset first"
+                )
+            condition = partition_where_sql(table_slice.partition_dimensions)
+            if table_slice.partition_dimensions and not context.asset_partition_keys:
+                condition = "FALSE"
+            statement, _ = select_sql(
+                table_slice.schema, table_slice.table, types,
+                columns=table_slice.columns, condition=condition, json_as_text=True,
+            )
+            return _fetch_frame(cursor, statement, None, types, table_slice.table, not table_slice.columns)
+
+    @property
+    def supported_types(self) -> Sequence[type[object]]:
+        """pandas DataFrames only."""
+        return [pd.DataFrame]
+
+
+def _fetch_frame(
+    cursor: Any,
+    statement: str,
+    params: Sequence[Any] | None,
+    types: Mapping[str, LogicalType | None],
+    table: str,
+    schema_order: bool,
+) -> pd.DataFrame:
+    cursor.execute(statement, params)
+    names = [column.name for column in cursor.description]
+    frame = pd.DataFrame.from_records(cursor.fetchall(), columns=names, coerce_float=False)
+    if frame.empty:
+        frame = pd.DataFrame({name: pd.Series(dtype=object) for name in names})
+    return restore_dtypes(frame, types, table, canonicalise_json=True, schema_order=schema_order)
+
+
+class PostgresPandasIOManager(ConfigurableIOManagerFactory):
+    """Stores pandas DataFrames as PostgreSQL tables, one per asset, in a schema; loads them back.
+
+    Partitioned assets need `metadata={"partition_expr": "<column>"}`; a run covering a range of partitions
+    replaces exactly those partitions. Object columns holding JSON text become jsonb when they are schema
+    JSON columns or listed in the asset metadata `json_columns`. Give `url` as `EnvVar(...)` in production
+    so the password stays out of the run configuration.
+    """
+
+    url: str = Field(description="postgresql://user:password@host:port/database (use an EnvVar).")
+    schema_: str = Field(default="public", alias="schema", description="Schema the asset tables live in.")
+    connect_timeout: int = Field(default=10, description="Seconds to wait for a connection.")
+
+    def create_io_manager(self, context: Any) -> DbIOManager:
+        """Build the DbIOManager over a PostgresClient."""
+        return DbIOManager(
+            type_handlers=[PostgresPandasTypeHandler()],
+            db_client=PostgresClient(self.url, self.connect_timeout),
+            database=database_name(self.url),
+            schema=self.schema_,
+            io_manager_name="PostgresPandasIOManager",
+            default_load_type=pd.DataFrame,
+        )
+
+
+def read_postgres_table(
+    url: str,
+    schema: str,
+    table: str,
+    *,
+    where: str | Mapping[str, Any] | None = None,
+    columns: Sequence[str] | None = None,
+    order_by: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Read a table from the PostgreSQL warehouse in a read-only transaction."""
+    connection = connect(url)
+    try:
+        connection.set_session(readonly=True)
+        with connection.cursor() as cursor:
+            types = table_types(cursor, schema, table)
+            if not types:
+                raise WarehouseError(f"table {schema}.{table} does not exist in the PostgreSQL warehouse")
+            statement, params = select_sql(
+                schema, table, types, where=where, columns=columns, order_by=order_by, limit=limit,
+                placeholder="%s", json_as_text=True,
+            )
+            return _fetch_frame(cursor, statement, params or None, types, table, not columns)
+    finally:
+        connection.close()
