@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from aiobs_pipeline.defs import ingest
+from aiobs_pipeline.defs import costs, ingest
+from aiobs_pipeline.defs.jobs import daily_job
 from aiobs_pipeline.defs.resources import AiobsSettings
 from aiobs_pipeline.settings import Settings, get_settings
 from aiobs_pipeline.warehouse import warehouse_for
@@ -18,6 +19,6 @@ def build_resources(settings: Settings) -> dict[str, object]:
     return {"aiobs": AiobsSettings(), "warehouse": warehouse_for(settings)}
 
 
-DOMAINS = (ingest.defs,)
+DOMAINS = (ingest.defs, costs.defs, Definitions(jobs=[daily_job]))
 
 defs = Definitions.merge(*DOMAINS, Definitions(resources=build_resources(get_settings())))

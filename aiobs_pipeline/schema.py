@@ -208,3 +208,15 @@ SPAN_KIND_DESCRIPTIONS: dict[str, str] = {
     "tool": "a tool / function invocation",
     "chain": "any other step grouping child spans (agent, workflow, HTTP handler, ...)",
 }
+
+
+def markdown_table(columns: tuple[Column, ...]) -> str:
+    """The columns as a Markdown table (name, type, required, meaning), as docs/formats.md shows them."""
+    lines = ["| column | type | required | meaning |", "|---|---|---|---|"]
+    for c in columns:
+        lines.append(f"| `{c.name}` | {c.type} | {'yes' if c.required else ''} | {c.description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table(SPAN_COLUMNS))

@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from aiobs_pipeline.costs.settings import CostSettings
+
 CONFIG_ENV = "AIOBS_CONFIG"
 DEFAULT_CONFIG_NAME = "aiobs.toml"
 
@@ -82,6 +84,7 @@ class Settings(BaseSettings):
     paths: PathSettings = PathSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     ingest: IngestSettings = IngestSettings()
+    costs: CostSettings = CostSettings()
     base_dir: Path = Field(default=Path("."), description="Folder relative paths are resolved against.")
 
     @classmethod

@@ -21,11 +21,11 @@ from dagster import (
     SensorEvaluationContext,
     SkipReason,
     build_schedule_from_partitioned_job,
-    define_asset_job,
     multi_asset,
     sensor,
 )
 
+from aiobs_pipeline.defs.jobs import HOURLY, hourly_job
 from aiobs_pipeline.defs.partitions import hourly_partitions
 from aiobs_pipeline.defs.resources import AiobsSettings
 from aiobs_pipeline.ingest.partition import HOUR, ingest_partition, partition_files
@@ -55,15 +55,15 @@ def _markdown(frame: pd.DataFrame, limit: int = 20) -> str:
     outs={
         "spans": AssetOut(
             description="Canonical LLM spans of every export format, one row per span, by export hour.",
-            io_manager_key="warehouse", metadata=PARTITION_EXPR, kinds={"pandas"},
+            io_manager_key="warehouse", metadata=PARTITION_EXPR, kinds={"pandas"}, tags=HOURLY,
         ),
         "quarantined_spans": AssetOut(
             description="Records and spans that could not be ingested, with file, line, raw text and reason.",
-            io_manager_key="warehouse", metadata=PARTITION_EXPR, kinds={"pandas"},
+            io_manager_key="warehouse", metadata=PARTITION_EXPR, kinds={"pandas"}, tags=HOURLY,
         ),
         "ingest_audit": AssetOut(
             description="Per export hour and file: format, records read, spans found/written/quarantined, late.",
-            io_manager_key="warehouse", metadata=PARTITION_EXPR, kinds={"pandas"},
+            io_manager_key="warehouse", metadata=PARTITION_EXPR, kinds={"pandas"}, tags=HOURLY,
         ),
     },
     check_specs=[AssetCheckSpec(
@@ -153,14 +153,9 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(non_empty, ignore_index=True) if len(non_empty) > 1 else non_empty[0]
 
 
-ingest_job = define_asset_job(
-    "ingest_job", selection=[ingest_export_hours], partitions_def=hourly_partitions,
-    description="Ingest export hours from the landing folder into spans, quarantine and audit.",
-)
-
 hourly_ingest_schedule = build_schedule_from_partitioned_job(
-    ingest_job, minute_of_hour=15, name="hourly_ingest_schedule",
-    description="Ingest the previous export hour, 15 minutes after it closes.",
+    hourly_job, minute_of_hour=15, name="hourly_ingest_schedule",
+    description="Run the hourly pipeline on the previous export hour, 15 minutes after it closes.",
 )
 
 
@@ -173,7 +168,7 @@ def file_set_hash(files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-@sensor(job=ingest_job, minimum_interval_seconds=60,
+@sensor(job=hourly_job, minimum_interval_seconds=60,
         description="Starts the ingest of an export hour when its landing folder gains or changes files.")
 def landing_sensor(context: SensorEvaluationContext, aiobs: AiobsSettings):
     """Request one run per recent export hour whose file set is new or changed (run key = hour + hash)."""
@@ -199,7 +194,7 @@ def landing_sensor(context: SensorEvaluationContext, aiobs: AiobsSettings):
 
 defs = Definitions(
     assets=[ingest_export_hours],
-    jobs=[ingest_job],
+    jobs=[hourly_job],
     schedules=[hourly_ingest_schedule],
     sensors=[landing_sensor],
 )
