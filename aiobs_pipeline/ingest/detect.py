@@ -9,10 +9,12 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from aiobs_pipeline.ingest import native, openinference, otlp
+from aiobs_pipeline.ingest import langfuse, langsmith, native, openinference, otlp
 
 READERS: tuple[ModuleType, ...] = (
     otlp,
+    langsmith,
+    langfuse,
     openinference,
     native,
 )

@@ -79,14 +79,18 @@ def iter_lines(stream: io.BufferedIOBase) -> Iterator[tuple[int, bytes]]:
 
 def _looks_like_document(path: Path) -> bool:
     """A file is one JSON document when it starts with '[' or its first line is not a whole JSON value."""
-    head = b""
+    # The whole first line decides: an OTLP export request written by the Collector can exceed 64 KiB.
+    first = b""
     with open_binary(path) as stream:
         try:
-            head = stream.read(64 * 1024)
+            while not first.strip():
+                first = stream.readline(MAX_DOCUMENT_BYTES)
+                if not first:
+                    return False
         except (EOFError, zlib.error, gzip.BadGzipFile):
             # A damaged gzip tail is reported by the line reader after the good records it still yields.
             return False
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    stripped = first.lstrip(b"\xef\xbb\xbf \t\r\n")
     if stripped.startswith(b"["):
         return True
     first_line = stripped.split(b"\n", 1)[0].strip()
@@ -112,6 +116,10 @@ def iter_records(path: Path) -> Iterator[RawRecord | Reject]:
     if document:
         yield from _iter_document(path)
         return
+    yield from _iter_lines_of(path)
+
+
+def _iter_lines_of(path: Path) -> Iterator[RawRecord | Reject]:
     last = 0
     try:
         with open_binary(path) as stream:
@@ -139,8 +147,10 @@ def _iter_document(path: Path) -> Iterator[RawRecord | Reject]:
         return
     try:
         value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        yield Reject("invalid_json", f"document: {exc}", 1, text)
+    except orjson.JSONDecodeError:
+        # Not one valid document: read it line by line, so a broken first line cannot take the good
+        # lines after it down with it (each bad line is quarantined on its own).
+        yield from _iter_lines_of(path)
         return
     if isinstance(value, list):
         for index, item in enumerate(value, start=1):

@@ -163,6 +163,7 @@ def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Pat
             quarantine_parts.append(_rejects_frame(read))
         read.rows = None  # free memory as we go
 
+    valid_parts = [p for p in valid_parts if len(p)]
     spans = pd.concat(valid_parts, ignore_index=True) if valid_parts else empty_frame(SPAN_COLUMNS)
     spans, duplicates = split_duplicates(spans)
     if len(duplicates):

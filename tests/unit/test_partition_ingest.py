@@ -241,3 +241,11 @@ def test_nul_characters_are_quarantined_because_warehouses_refuse_them(tmp_path:
     assert set(result.quarantined["reason"]) == {"invalid_encoding"}
     assert "nul.jsonl:1: field 'output_text'" in details[0]
     assert "nul.jsonl:2: field 'input_messages'" in details[1]
+
+
+def test_broken_first_line_does_not_take_the_file_down(tmp_path: Path) -> None:
+    write_hour(tmp_path, "a.jsonl", ['{"span_id": "s0", "trace_id": ', json.dumps(span(1)), json.dumps(span(2))])
+    result = ingest_partition(tmp_path, HOUR)
+    assert sorted(result.spans["span_id"]) == ["s1", "s2"]
+    assert result.quarantined["reason"].tolist() == ["invalid_json"]
+    assert result.quarantined["source_line"].tolist() == [1]
