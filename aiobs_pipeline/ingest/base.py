@@ -138,21 +138,3 @@ def as_str(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value  # left as is so the row rules report invalid_type naming the field
-
-
-def content_text(content: Any) -> str | None:
-    """Flatten a message content (string, list of parts, or dict) into its text."""
-    if content is None:
-        return None
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [content_text(part) for part in content]
-        joined = "".join(t for t in texts if t)
-        return joined or None
-    if isinstance(content, dict):
-        for key in ("text", "content", "value"):
-            if isinstance(content.get(key), str):
-                return content[key]
-        return None
-    return str(content)

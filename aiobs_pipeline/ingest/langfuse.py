@@ -10,6 +10,10 @@ metadata. The trace itself becomes a span only when the record carries no observ
 never counted twice. Scores attached to a trace are kept in the metadata of its root spans (observation scores
 in that observation's metadata); scores are feedback, not spans.
 
+Kind: the observation type decides (`GENERATION` -> llm, `RETRIEVER` -> retrieval, ...); a type that names no
+canonical kind (`SPAN`, `EVENT`, `CHAIN`, `AGENT`, ...) lets a name such as `reranking` say rerank, since
+Langfuse has no rerank type. Messages and documents are normalised by `messages.py`, as in every reader.
+
 Token rule: Langfuse stores usage as disjoint usage types whose sum is the total: when it ingests an OpenAI-style
 usage object it moves `prompt_tokens_details.cached_tokens` to `input_cached_tokens` and subtracts it from `input`
 (likewise reasoning from `output`), and Anthropic-style keys such as `cache_read_input_tokens` sit beside `input`.
@@ -20,7 +24,6 @@ reader adds every input-side usage type back into input_tokens and every output-
 from __future__ import annotations
 
 import ast
-import math
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -35,7 +38,15 @@ from aiobs_pipeline.ingest.base import (
     latency_between,
     parse_time,
 )
-from aiobs_pipeline.ingest.langsmith import reply_text, to_documents, to_messages
+from aiobs_pipeline.ingest.messages import (
+    dump_json,
+    is_count,
+    kind_from_name,
+    reply_text,
+    to_documents,
+    to_messages,
+    to_number,
+)
 
 FORMAT = "langfuse"
 
@@ -43,6 +54,10 @@ OBSERVATION_TYPES = (
     "GENERATION", "SPAN", "EVENT", "AGENT", "TOOL", "CHAIN", "RETRIEVER", "EMBEDDING", "EVALUATOR", "GUARDRAIL",
 )
 KIND_BY_TYPE = {"GENERATION": "llm", "RETRIEVER": "retrieval", "EMBEDDING": "embedding", "TOOL": "tool"}
+# Kinds no observation type expresses, so the observation's name may state them (see messages.kind_from_name).
+KINDS_BY_NAME = ("rerank",)
+# Kinds whose output holds documents.
+DOCUMENT_KINDS = ("retrieval", "rerank")
 # Parsing a Python-literal string is bounded: a payload this large is kept as text instead.
 LITERAL_EVAL_LIMIT = 100_000
 
@@ -126,30 +141,8 @@ def _parse_embedded(value: Any) -> Any:
     return parsed if isinstance(parsed, dict | list) else value
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _number(value: Any) -> Any:
-    """A numeric string as a number (modelParameters values are often strings); other values unchanged."""
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return value
-        return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
-    return value
-
-
 def _non_empty(value: Any) -> bool:
     return value not in (None, "", {}, [])
-
-
-def _raw_text(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return repr(value)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -174,10 +167,10 @@ def disjoint_usage(usage: dict[str, Any]) -> dict[str, Any]:
             flat[name] = value
     for side, parts in nested:
         for key, value in parts.items():
-            if not _is_count(value):
+            if not is_count(value):
                 continue
             flat[f"{side}_{key}"] = value
-            if _is_count(flat.get(side)):
+            if is_count(flat.get(side)):
                 flat[side] = max(flat[side] - value, 0)
     return flat
 
@@ -193,7 +186,7 @@ def usage_detail_columns(usage: dict[str, Any]) -> dict[str, Any]:
     sums: dict[str, float] = {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0, "reasoning": 0}
     seen: set[str] = set()
     for key, value in flat.items():
-        if key in ("input", "output", "total", "unit") or not _is_count(value):
+        if key in ("input", "output", "total", "unit") or not is_count(value):
             continue
         name = key.lower()
         if "input" in name or name.startswith(("cache", "prompt")):
@@ -212,7 +205,7 @@ def usage_detail_columns(usage: dict[str, Any]) -> dict[str, Any]:
 
     def side(base_key: str) -> Any:
         base = flat.get(base_key)
-        if base is not None and not _is_count(base):
+        if base is not None and not is_count(base):
             return base  # left as is so the row rules report invalid_type for the column
         if base is None and base_key not in seen:
             return None
@@ -220,7 +213,7 @@ def usage_detail_columns(usage: dict[str, Any]) -> dict[str, Any]:
 
     input_tokens, output_tokens = side("input"), side("output")
     total = flat.get("total")
-    if total is None and _is_count(input_tokens) and _is_count(output_tokens):
+    if total is None and is_count(input_tokens) and is_count(output_tokens):
         total = input_tokens + output_tokens
     return {
         "input_tokens": input_tokens,
@@ -246,7 +239,7 @@ def _usage(obs: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
             "unit", "inputCost", "outputCost", "totalCost")}), "usage"
     totals = [obs.get(k) for k in ("inputUsage", "outputUsage", "totalUsage")]
     # The observation view reports 0 for observations without usage; only a non-zero amount is a report.
-    if any(_is_count(v) and v != 0 for v in totals):
+    if any(is_count(v) and v != 0 for v in totals):
         return {"input_tokens": totals[0], "output_tokens": totals[1], "total_tokens": totals[2]}, "inputUsage"
     return None, None
 
@@ -258,15 +251,15 @@ def _cost(obs: dict[str, Any]) -> Any:
         if details.get("total") is not None:
             return details["total"]
         parts = [v for v in details.values() if v is not None]
-        return sum(parts) if parts and all(_is_count(p) for p in parts) else (parts[0] if parts else None)
+        return sum(parts) if parts and all(is_count(p) for p in parts) else (parts[0] if parts else None)
     for key in ("totalCost", "calculatedTotalCost"):
         value = obs.get(key)
         # With no costDetails, a 0 is the view's default for "no cost", not a reported cost.
         if value is not None and (value != 0 or not isinstance(details, dict)):
-            return _number(value)
+            return to_number(value)
     legacy = obs.get("usage")
     if isinstance(legacy, dict) and legacy.get("totalCost") is not None:
-        return _number(legacy["totalCost"])
+        return to_number(legacy["totalCost"])
     return None
 
 
@@ -344,7 +337,7 @@ def _model_parameters(params: Any) -> dict[str, Any]:
     for column, keys in PARAM_COLUMNS.items():
         key = next((k for k in keys if params.get(k) is not None), None)
         if key is not None:
-            row[column] = _number(params[key])
+            row[column] = to_number(params[key])
             used.add(key)
     rest = {k: v for k, v in params.items() if k not in used and v is not None}
     row["request_params"] = rest or None
@@ -370,7 +363,7 @@ def _io_columns(obs: dict[str, Any], kind: str) -> tuple[dict[str, Any], dict[st
     if messages is None and _non_empty(inputs):
         unmapped["input"] = inputs
     outputs = _parse_embedded(obs.get("output"))
-    columns["documents"] = to_documents(outputs) if kind == "retrieval" else None
+    columns["documents"] = to_documents(outputs) if kind in DOCUMENT_KINDS else None
     out_messages = None if columns["documents"] is not None else to_messages(outputs)
     columns["output_messages"] = out_messages
     if out_messages is not None:
@@ -417,7 +410,7 @@ def _langfuse_metadata(obs: dict[str, Any], trace: dict[str, Any], row: SpanRow,
 def observation_row(obs: dict[str, Any], trace: dict[str, Any], index: int | None) -> SpanRow:
     """Map one Langfuse observation (with its trace context) to a canonical row (no validation)."""
     obs_type = str(obs.get("type")).upper()
-    kind = KIND_BY_TYPE.get(obs_type, "chain")
+    kind = KIND_BY_TYPE.get(obs_type) or kind_from_name(obs.get("name"), KINDS_BY_NAME) or "chain"
     obs_meta = _as_metadata(obs.get("metadata"), "observation_metadata")
     metadata = {**trace["metadata"], **obs_meta}
 
@@ -435,7 +428,7 @@ def observation_row(obs: dict[str, Any], trace: dict[str, Any], index: int | Non
         "latency_ms": _ms_between(start, end),
         "time_to_first_token_ms": _ms_between(start, obs.get("completionStartTime")),
     }
-    if row["time_to_first_token_ms"] is None and _is_count(obs.get("timeToFirstToken")):
+    if row["time_to_first_token_ms"] is None and is_count(obs.get("timeToFirstToken")):
         row["time_to_first_token_ms"] = obs["timeToFirstToken"] * 1000.0  # the API reports seconds
     level = obs.get("level")
     row["status"] = "error" if isinstance(level, str) and level.upper() == "ERROR" else "ok"
@@ -492,7 +485,7 @@ def trace_row(trace_value: dict[str, Any], trace: dict[str, Any], observation_id
     start = trace_value.get("timestamp")
     end = None
     latency = trace_value.get("latency")
-    if _is_count(latency):
+    if is_count(latency):
         try:
             parsed = parse_time(start)
             end = (parsed + timedelta(seconds=latency)).isoformat() if parsed is not None else None
@@ -523,8 +516,8 @@ def _check_observation(obs: Any, number: int, where: str, trace_id: str | None) 
     """Shape errors that stop an observation from becoming a row, naming the record and the field."""
     if not isinstance(obs, dict):
         return Reject("invalid_type", f"record {number}: {where} must be a JSON object, got {type(obs).__name__}",
-                      number, _raw_text(obs), trace_id=trace_id, source_format=FORMAT)
-    raw = _raw_text(obs)
+                      number, dump_json(obs), trace_id=trace_id, source_format=FORMAT)
+    raw = dump_json(obs)
     obs_id = obs.get("id")
     obs_trace = obs.get("traceId") if isinstance(obs.get("traceId"), str) else trace_id
     if obs_id is None or obs_id == "":
@@ -588,7 +581,7 @@ def _read_trace(value: dict[str, Any], number: int, prefix: str) -> Iterator[Spa
     if not objects and not rejects:
         if trace["id"] is None:
             yield Reject("missing_required_field", f"record {number}: {prefix or 'trace.'}id is missing and the "
-                         "record has no observations", number, _raw_text(trace_value), source_format=FORMAT)
+                         "record has no observations", number, dump_json(trace_value), source_format=FORMAT)
             return
         row = trace_row(trace_value, trace, observation_ids)
         row["source_line"] = number
@@ -608,7 +601,7 @@ def _read_value(value: Any, number: int, text: str | None, where: str | None,
                 index: int | None = None) -> Iterator[SpanRow | Reject]:
     """Rows or rejects for one trace, observation or other object; `where`/`index` locate it in an API page."""
     label = where or "record"
-    raw = text if text is not None else _raw_text(value)
+    raw = text if text is not None else dump_json(value)
     if not isinstance(value, dict):
         yield Reject("invalid_type", f"record {number}: {label} must be a JSON object, got {type(value).__name__}",
                      number, raw, source_format=FORMAT)

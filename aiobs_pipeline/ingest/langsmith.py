@@ -14,8 +14,12 @@ canonical rule, so they are copied as they are; Anthropic-style usage (`cache_re
 Run-level `prompt_tokens` / `total_cost` aggregate the run and all its children, so they are used only for
 `llm` and `embedding` runs (leaves); on other runs they are kept in metadata.
 
-The LangChain message helpers (`to_message`, `to_messages`, `reply_text`, `to_documents`) live here because
-LangChain is LangSmith's native format; the Langfuse reader reuses them for LangChain-produced observations.
+Kind: `run_type` decides (`retriever` -> retrieval, ...); a run type that names no canonical kind (`chain`,
+`prompt`, `parser`) lets a name such as `reranking` say rerank, since LangSmith has no rerank run type. Outputs
+whose mapping depends on the kind (documents of retrieval and rerank runs) are mapped again after a patch is
+merged, because patches carry no `run_type`.
+
+Messages and documents are normalised by `messages.py`, as in every reader.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import orjson
 import pandas as pd
 
 from aiobs_pipeline.ingest.base import (
@@ -32,10 +35,19 @@ from aiobs_pipeline.ingest.base import (
     Reject,
     SpanRow,
     as_str,
-    content_text,
     latency_between,
     parse_time,
     truncate,
+)
+from aiobs_pipeline.ingest.messages import (
+    dump_json,
+    is_count,
+    kind_from_name,
+    reply_text,
+    to_documents,
+    to_message,
+    to_messages,
+    to_number,
 )
 
 FORMAT = "langsmith"
@@ -49,27 +61,12 @@ KIND_BY_RUN_TYPE = {
     "prompt": "chain",
     "parser": "chain",
 }
+# Kinds LangSmith has no run type for, so a run's name may state them (see messages.kind_from_name).
+KINDS_BY_NAME = ("rerank",)
+# Kinds whose outputs hold documents.
+DOCUMENT_KINDS = ("retrieval", "rerank")
 # Runs without children, whose run-level token and cost aggregates are their own usage.
 LEAF_RUN_TYPES = {"llm", "embedding"}
-
-# LangChain message `type` values and class names -> chat roles.
-ROLE_BY_TYPE = {
-    "human": "user",
-    "user": "user",
-    "ai": "assistant",
-    "assistant": "assistant",
-    "system": "system",
-    "tool": "tool",
-    "function": "function",
-}
-ROLE_BY_CLASS = {
-    "HumanMessage": "user",
-    "AIMessage": "assistant",
-    "SystemMessage": "system",
-    "ToolMessage": "tool",
-    "FunctionMessage": "function",
-}
-TEXT_PART_TYPES = {None, "text", "input_text", "output_text"}
 
 # canonical column <- keys of extra.metadata, first present wins (LangSmith's `ls_*` keys come from LangChain).
 METADATA_COLUMNS = {
@@ -121,22 +118,7 @@ def matches(value: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Messages, documents and numbers (shared with the Langfuse reader)
-
-
-def _number(value: Any) -> Any:
-    """A numeric string as a number (LangSmith serialises Decimal costs as strings); other values unchanged."""
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return value
-        return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
-    return value
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+# Usage
 
 
 def _sum_or_first(values: list[Any]) -> Any:
@@ -144,145 +126,7 @@ def _sum_or_first(values: list[Any]) -> Any:
     present = [v for v in values if v is not None]
     if not present:
         return None
-    return sum(present) if all(_is_count(v) for v in present) else present[0]
-
-
-def _parts_message(role: str, parts: list[Any]) -> dict[str, Any]:
-    """An OpenTelemetry GenAI message (`parts` of text / tool_call / tool_call_response) as a chat message."""
-    texts: list[str] = []
-    tool_calls: list[dict[str, Any]] = []
-    message: dict[str, Any] = {"role": role}
-    other: list[Any] = []
-    for part in parts:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if isinstance(part, str):
-            texts.append(part)
-        elif kind == "text" and isinstance(part.get("content"), str):
-            texts.append(part["content"])
-        elif kind == "tool_call":
-            tool_calls.append({"id": part.get("id"), "name": part.get("name"), "arguments": part.get("arguments")})
-        elif kind == "tool_call_response":
-            message["tool_call_id"] = part.get("id")
-            response = part.get("response")
-            texts.append(response if isinstance(response, str) else orjson.dumps(response).decode())
-        elif kind in ("reasoning", "thinking"):
-            message["reasoning"] = part.get("content")
-        else:
-            other.append(part)
-    message["content"] = "".join(texts) if texts or not other else other
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    return message
-
-
-def _chat_message(role: str, source: dict[str, Any]) -> dict[str, Any]:
-    if source.get("content") is None and isinstance(source.get("parts"), list):
-        message = _parts_message(role, source["parts"])
-    else:
-        content = source.get("content")
-        if isinstance(content, list) and all(
-            isinstance(p, str) or (isinstance(p, dict) and p.get("type") in TEXT_PART_TYPES) for p in content
-        ):
-            content = content_text(content) or ""
-        message = {"role": role, "content": content}
-    extra = source.get("additional_kwargs") if isinstance(source.get("additional_kwargs"), dict) else {}
-    tool_calls = source.get("tool_calls") or extra.get("tool_calls")
-    if tool_calls and "tool_calls" not in message:
-        message["tool_calls"] = tool_calls
-    for key in ("tool_call_id", "name", "function_call", "finish_reason"):
-        value = source.get(key, extra.get(key))
-        if value is not None and key not in message:
-            message[key] = value
-    reasoning = extra.get("reasoning_content") or extra.get("reasoning")
-    if reasoning and "reasoning" not in message:
-        message["reasoning"] = reasoning
-    return message
-
-
-def to_message(value: Any) -> dict[str, Any] | None:
-    """A chat message ({role, content, tool_calls?, tool_call_id?}) from OpenAI, LangChain or OTel GenAI shapes."""
-    if not isinstance(value, dict):
-        return None
-    if value.get("type") == "constructor" and isinstance(value.get("kwargs"), dict):
-        # LangChain's serialised form: {"lc": 1, "type": "constructor", "id": [..., "AIMessage"], "kwargs": {...}}
-        path = value.get("id")
-        cls = path[-1].removesuffix("Chunk") if isinstance(path, list) and path and isinstance(path[-1], str) else ""
-        kwargs = value["kwargs"]
-        role = kwargs.get("role") if isinstance(kwargs.get("role"), str) else ROLE_BY_CLASS.get(cls)
-        return _chat_message(role, kwargs) if role else None
-    role = value.get("role")
-    if not isinstance(role, str):
-        kind = value.get("type")
-        role = ROLE_BY_TYPE.get(kind) if isinstance(kind, str) else None
-    if role is None or not any(key in value for key in ("content", "parts", "tool_calls")):
-        return None
-    return _chat_message(role, value)
-
-
-def to_messages(value: Any) -> list[dict[str, Any]] | None:
-    """A list of chat messages from a message list, `{"messages": [...]}`, an OpenAI response or one message."""
-    if isinstance(value, dict):
-        if isinstance(value.get("messages"), list):
-            return to_messages(value["messages"])
-        if isinstance(value.get("choices"), list):
-            found = [to_message(c.get("message") or c.get("delta")) for c in value["choices"] if isinstance(c, dict)]
-            for message, choice in zip(found, value["choices"], strict=False):
-                if message is not None and isinstance(choice, dict) and choice.get("finish_reason"):
-                    message.setdefault("finish_reason", choice["finish_reason"])
-            messages = [m for m in found if m is not None]
-            return messages or None
-        message = to_message(value)
-        return [message] if message is not None else None
-    if isinstance(value, list) and value:
-        if len(value) == 1 and isinstance(value[0], list):
-            return to_messages(value[0])  # LangChain batches: [[messages of the one prompt]]
-        messages = [to_message(item) for item in value]
-        if all(m is not None for m in messages):
-            return [m for m in messages if m is not None]
-    return None
-
-
-def reply_text(messages: list[dict[str, Any]] | None) -> str | None:
-    """The text of the trailing assistant messages (joined), else the text of the last message."""
-    if not messages:
-        return None
-    trailing: list[dict[str, Any]] = []
-    for message in reversed(messages):
-        if message.get("role") != "assistant":
-            break
-        trailing.insert(0, message)
-    chosen = trailing or messages[-1:]
-    texts = [content_text(m.get("content")) for m in chosen]
-    joined = "\n".join(t for t in texts if t)
-    return joined or None
-
-
-def to_documents(value: Any) -> list[dict[str, Any]] | None:
-    """Retrieved documents as [{id, score, text, rank, ...}] from LangChain Documents, dicts or strings."""
-    if isinstance(value, dict) and isinstance(value.get("documents"), list):
-        value = value["documents"]
-    if not isinstance(value, list) or not value:
-        return None
-    if not all(isinstance(d, dict | str) for d in value):
-        return None
-    documents = []
-    for rank, doc in enumerate(value, start=1):
-        if isinstance(doc, str):
-            documents.append({"id": None, "score": None, "text": doc, "rank": rank})
-            continue
-        meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-        item = {k: v for k, v in doc.items() if k not in ("page_content", "type", "lc", "kwargs")}
-        kwargs = doc.get("kwargs") if isinstance(doc.get("kwargs"), dict) else {}
-        item["id"] = next((v for v in (doc.get("id"), doc.get("doc_id"), meta.get("id"), meta.get("source"))
-                           if v is not None), None)
-        text = next((v for v in (doc.get("page_content"), kwargs.get("page_content"), doc.get("text"),
-                                 doc.get("content")) if v is not None), None)
-        item["text"] = text if isinstance(text, str) else content_text(text)
-        item["score"] = next((v for v in (doc.get("score"), meta.get("score"), meta.get("relevance_score"))
-                              if v is not None), None)
-        item.setdefault("rank", rank)
-        documents.append(item)
-    return documents
+    return sum(present) if all(is_count(v) for v in present) else present[0]
 
 
 def usage_columns(usage: dict[str, Any]) -> dict[str, Any]:
@@ -306,17 +150,17 @@ def usage_columns(usage: dict[str, Any]) -> dict[str, Any]:
         # Anthropic reports cache reads and writes beside input_tokens, not inside it.
         cached, cache_write = anthropic_read, anthropic_write
         extra = [v for v in (anthropic_read, anthropic_write) if v is not None]
-        if _is_count(input_tokens) and all(_is_count(v) for v in extra):
+        if is_count(input_tokens) and all(is_count(v) for v in extra):
             input_tokens = input_tokens + sum(extra)
     output_tokens = first(usage, "output_tokens", "completion_tokens")
     total = first(usage, "total_tokens")
-    if total is None and _is_count(input_tokens) and _is_count(output_tokens):
+    if total is None and is_count(input_tokens) and is_count(output_tokens):
         total = input_tokens + output_tokens
-    cost = _number(first(usage, "total_cost"))
+    cost = to_number(first(usage, "total_cost"))
     if cost is None:
         pair = ("input_cost", "output_cost") if first(usage, "input_cost", "output_cost") is not None \
             else ("prompt_cost", "completion_cost")
-        cost = _sum_or_first([_number(usage.get(k)) for k in pair])
+        cost = _sum_or_first([to_number(usage.get(k)) for k in pair])
     return {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
@@ -400,9 +244,10 @@ def _outputs(outputs: Any, kind: str) -> dict[str, Any]:
         out["rest"] = outputs
         return out
     consumed: set[str] = {"usage_metadata"}
-    if kind == "retrieval" and isinstance(outputs.get("documents"), list):
-        out["documents"] = to_documents(outputs["documents"])
-        consumed.add("documents")
+    if kind in DOCUMENT_KINDS:
+        out["documents"] = to_documents(outputs.get("documents"))
+        if out["documents"] is not None:
+            consumed.add("documents")
     messages = to_messages(outputs)
     if messages is not None:
         consumed.update({"choices", "messages", "role", "content", "tool_calls", "additional_kwargs", "type"})
@@ -414,11 +259,10 @@ def _outputs(outputs: Any, kind: str) -> dict[str, Any]:
         for gen in generations:
             if not isinstance(gen, dict):
                 continue
-            message = to_message(gen.get("message"))
-            if message is None and gen.get("text") is not None:
-                message = {"role": "assistant", "content": gen["text"]}
-            if message is not None:
-                messages.append(message)
+            found = to_message(gen.get("message"))
+            if found is None and gen.get("text") is not None:
+                found = [{"role": "assistant", "content": gen["text"]}]
+            messages.extend(found or [])
         messages = messages or None
         consumed.update({"generations", "llm_output"})
     else:
@@ -470,10 +314,10 @@ def _usage(run: dict[str, Any], outputs: Any, metadata: dict[str, Any], run_type
 
 
 def _run_cost(run: dict[str, Any]) -> Any:
-    total = _number(run.get("total_cost"))
+    total = to_number(run.get("total_cost"))
     if total is not None:
         return total
-    return _sum_or_first([_number(run.get(k)) for k in ("prompt_cost", "completion_cost")])
+    return _sum_or_first([to_number(run.get(k)) for k in ("prompt_cost", "completion_cost")])
 
 
 def _call_kwargs(run_type: Any, inputs: Any) -> dict[str, Any]:
@@ -491,7 +335,7 @@ def _params(llm_inputs: dict[str, Any], invocation: dict[str, Any], metadata: di
         for source in (invocation, metadata, llm_inputs):
             key = next((k for k in keys if source.get(k) is not None), None)
             if key is not None:
-                row[column] = _number(source[key])
+                row[column] = to_number(source[key])
                 used.update(keys)
                 break
     extra: dict[str, Any] = {}
@@ -562,13 +406,21 @@ def _run_metadata(run: dict[str, Any], where: str, metadata: dict[str, Any], unm
     return rest
 
 
+def run_kind(run_type: Any, name: Any) -> str:
+    """The canonical kind of a run type; a run type that says only `chain` lets the run's name say rerank."""
+    kind = KIND_BY_RUN_TYPE.get(run_type, "chain")
+    if kind != "chain":
+        return kind
+    return kind_from_name(name, KINDS_BY_NAME) or kind
+
+
 def run_row(run: dict[str, Any], where: str) -> SpanRow:
     """Map one LangSmith run (or patch) object to a canonical row; `where` says where it sat in the record."""
     extra = run.get("extra") if isinstance(run.get("extra"), dict) else {}
     metadata = dict(extra.get("metadata")) if isinstance(extra.get("metadata"), dict) else {}
     invocation = extra.get("invocation_params") if isinstance(extra.get("invocation_params"), dict) else {}
     run_type = run.get("run_type")
-    kind = KIND_BY_RUN_TYPE.get(run_type, "chain")
+    kind = run_kind(run_type, run.get("name"))
     inputs, outputs = run.get("inputs"), run.get("outputs")
     dotted = _dotted_ids(run.get("dotted_order"))
 
@@ -630,30 +482,23 @@ def run_row(run: dict[str, Any], where: str) -> SpanRow:
 # Records -> rows
 
 
-def _raw_text(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return repr(value)
-
-
 def _check_run(run: Any, number: int, where: str) -> Reject | None:
     """Shape errors that stop a run from becoming a row: not an object, no usable id, a non-text run_type."""
     if not isinstance(run, dict):
         return Reject("invalid_type", f"record {number}: {where} must be a JSON object, got {type(run).__name__}",
-                      number, _raw_text(run), source_format=FORMAT)
+                      number, dump_json(run), source_format=FORMAT)
     run_id = run.get("id")
     if run_id is None or run_id == "":
         trace_id = run.get("trace_id") if isinstance(run.get("trace_id"), str) else None
         return Reject("missing_required_field", f"record {number}: {where}.id is missing",
-                      number, _raw_text(run), trace_id=trace_id, source_format=FORMAT)
+                      number, dump_json(run), trace_id=trace_id, source_format=FORMAT)
     if not isinstance(run_id, str | int) or isinstance(run_id, bool):
         return Reject("invalid_type", f"record {number}: {where}.id must be a string, got {type(run_id).__name__}",
-                      number, _raw_text(run), source_format=FORMAT)
+                      number, dump_json(run), source_format=FORMAT)
     run_type = run.get("run_type")
     if run_type is not None and not isinstance(run_type, str):
         return Reject("invalid_type", f"record {number}: {where}.run_type must be a string, got "
-                      f"{type(run_type).__name__}", number, _raw_text(run), span_id=str(run_id),
+                      f"{type(run_type).__name__}", number, dump_json(run), span_id=str(run_id),
                       source_format=FORMAT)
     return None
 
@@ -684,9 +529,11 @@ def _runs(run: dict[str, Any], number: int, where: str, patch: bool) -> Iterator
 def _as_patch(row: SpanRow, patch: dict[str, Any]) -> None:
     """Keep only what the patch itself says, so merging cannot overwrite the run with defaults."""
     row["_patch"] = True
-    row["_raw"] = truncate(_raw_text(patch))
+    row["_raw"] = truncate(dump_json(patch))
     if "run_type" not in patch:
         row["kind"] = None
+    if "outputs" in patch:
+        row["_outputs"] = patch["outputs"]  # mapped again once the merge knows the run's kind
     if "error" not in patch and "status" not in patch:
         row["status"] = None
         row["error_message"] = None
@@ -764,6 +611,14 @@ def _merge(run: SpanRow, patch: SpanRow) -> SpanRow:
     source = f"{patch.get('_file')}:{int(line)}" if not _missing(line) else str(patch.get("_file"))
     langsmith["patched_from"] = [*run_meta.get("langsmith", {}).get("patched_from", []), source]
     metadata["langsmith"] = langsmith
+    outputs = patch.get("_outputs")
+    if not _missing(outputs) and not _missing(merged.get("kind")):
+        mapped = _outputs(outputs, merged["kind"])
+        for column in ("output_messages", "output_text", "documents"):
+            merged[column] = mapped[column]
+        metadata.pop("outputs", None)
+        if mapped["rest"] is not None:
+            metadata["outputs"] = mapped["rest"]
     merged["metadata"] = metadata
     start, end = merged.get("start_time"), merged.get("end_time")
     if not _missing(start) and not _missing(end):

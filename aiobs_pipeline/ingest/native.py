@@ -10,15 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from aiobs_pipeline.ingest.base import (
-    RawRecord,
-    Reject,
-    SpanRow,
-    as_str,
-    content_text,
-    latency_between,
-    parse_time,
-)
+from aiobs_pipeline.ingest.base import RawRecord, Reject, SpanRow, as_str, latency_between, parse_time
+from aiobs_pipeline.ingest.messages import KIND_BY_NAME, content_text
 
 FORMAT = "native"
 
@@ -59,17 +52,6 @@ METADATA = {
 # canonical column <- key inside "params"
 PARAMS = {"temperature": "temperature", "top_p": "top_p", "max_tokens": "max_tokens"}
 
-# Span names the brief's RAG example uses, mapped to kinds when a line carries no explicit "kind".
-KIND_BY_NAME = {
-    "embedding": "embedding",
-    "embed": "embedding",
-    "vector_search": "retrieval",
-    "retrieval": "retrieval",
-    "retrieve": "retrieval",
-    "reranking": "rerank",
-    "rerank": "rerank",
-    "tool": "tool",
-}
 KNOWN_KEYS = set(TOP_LEVEL.values()) | {
     "kind", "start_time", "end_time", "status", "messages", "response", "usage", "metadata",
     "params", "documents", "output_messages",

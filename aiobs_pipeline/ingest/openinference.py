@@ -14,8 +14,10 @@ Two things live here:
   records of a spans DataFrame written with `to_json(orient="records")` (`context.span_id`, `attributes.*`).
 
 Application-level attributes shared by OTLP and Phoenix spans (`user.id`, `session.id`, `aiobs.*`, service
-and environment) are mapped by `map_common`, also here because the OTLP reader imports this module (so the
-dependency points one way only; the Phoenix reader imports `otlp` lazily for the shared row assembly).
+and environment) are mapped by `map_common`; the same columns are also read from the spec's `metadata`
+attribute (a JSON object) when no attribute set them. `map_common` lives here because the OTLP reader
+imports this module (so the dependency points one way only; the Phoenix reader imports `otlp` lazily for the
+shared row assembly). Messages and documents take the shape every reader shares (`messages.py`).
 
 Token counts: OpenInference's `llm.token_count.prompt` already includes cache reads and writes (the
 Anthropic instrumentation adds them, Arize-ai/openinference PRs #1429 and #3734) and
@@ -25,15 +27,21 @@ canonical rule, so counts are taken as reported; `otlp.build_row` repairs counts
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from aiobs_pipeline.ingest.base import RawRecord, Reject, SpanRow, as_str, parse_time
+from aiobs_pipeline.ingest.messages import (
+    chat_message,
+    content_text,
+    dump_json,
+    parse_json,
+    reply_text,
+    to_number,
+)
+from aiobs_pipeline.ingest.native import METADATA
 
 FORMAT = "openinference"
 
@@ -161,67 +169,6 @@ def subtree_keys(flat: dict[str, Any], prefix: str) -> list[str]:
     return [k for k in flat if k.startswith(prefix + ".")]
 
 
-def parse_json(value: Any) -> Any:
-    """Parse a string that holds a JSON object or array; return anything else unchanged."""
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
-    return value
-
-
-def text_of(value: Any) -> str | None:
-    """Flatten message content (string, list of parts, {text|content|value: ...}) into its text."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        parts = [text_of(item) for item in value]
-        joined = "".join(p for p in parts if p)
-        return joined or None
-    if isinstance(value, dict):
-        for key in ("text", "content", "value"):
-            if key in value:
-                return text_of(value[key])
-        return None
-    return str(value)
-
-
-def dump_json(value: Any) -> str:
-    """Compact JSON text of a parsed value; values orjson refuses are written with str() for the odd leaf."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:
-        return json.dumps(value, default=str, ensure_ascii=False)
-
-
-def text_or_json(value: Any) -> str | None:
-    """Strings as they are; other values (tool results, arguments objects) as compact JSON text."""
-    if value is None or isinstance(value, str):
-        return value
-    return dump_json(value)
-
-
-def to_number(value: Any) -> Any:
-    """Turn numeric strings ("417", "0.7") into numbers; leave everything else for the row rules to judge."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = int(text)
-            # Counts beyond 64 bits cannot be stored; as floats the row rules report them as absurd.
-            return number if abs(number) < 2**63 else float(number)
-        except ValueError:
-            pass
-        try:
-            number = float(text)
-        except ValueError:
-            return value
-        return number if number == number and abs(number) != float("inf") else value
-    return value
-
-
 def normalise_id(value: Any) -> Any:
     """Strip an id and lowercase it when it is hex; non-strings are returned as is for the row rules."""
     value = as_str(value)
@@ -278,12 +225,14 @@ def is_openinference(attributes: dict[str, Any]) -> bool:
     return any(k == "openinference.span.kind" or k == "llm" or k.startswith("llm.") for k in attributes)
 
 
-def map_openinference(attributes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def map_openinference(attributes: dict[str, Any], known: dict[str, Any] | None = None
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Map OpenInference attributes to canonical fields; return (fields, attributes left unmapped).
 
     Keys outside the OpenInference namespaces pass through untouched. Unmapped OpenInference keys come back
     flattened (dotted, indexed). `openinference.span.kind` is mapped and also kept, because the canonical
-    kind is coarser (AGENT -> chain).
+    kind is coarser (AGENT -> chain). `known` holds the columns already mapped from application attributes
+    (`map_common`), which win over the same keys in the `metadata` attribute.
     """
     flat: dict[str, Any] = {}
     rest: dict[str, Any] = {}
@@ -304,11 +253,34 @@ def map_openinference(attributes: dict[str, Any]) -> tuple[dict[str, Any], dict[
     _map_documents(flat, used, fields)
     metadata = subtree(flat, "metadata")
     used.update(subtree_keys(flat, "metadata"))
+    if isinstance(metadata, dict):
+        metadata = _map_metadata(metadata, {**(known or {}), **{k: v for k, v in fields.items() if v is not None}},
+                                 fields)
     leftover = {k: v for k, v in flat.items() if k not in used}
-    if metadata is not None:
+    if metadata not in (None, {}):
         leftover["metadata"] = metadata
     rest.update(leftover)
     return fields, rest
+
+
+def _map_metadata(metadata: dict[str, Any], known: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """Fill application columns (`native.METADATA`: user_id, feature, ...) from the `metadata` attribute.
+
+    An attribute that already set the column wins; a metadata value equal to it is dropped as a repeat, a
+    different one stays in the metadata map. Values that are not text or integers stay there too, so an odd
+    metadata entry cannot get the span quarantined.
+    """
+    rest = dict(metadata)
+    for column, key in METADATA.items():
+        value = rest.get(key)
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            continue
+        if known.get(column) is None:
+            fields[column] = as_str(value)
+        elif known[column] != as_str(value):
+            continue
+        del rest[key]
+    return rest
 
 
 def _map_invocation(flat: dict[str, Any], used: set[str], fields: dict[str, Any]) -> None:
@@ -344,15 +316,14 @@ def _map_messages(flat: dict[str, Any], used: set[str], fields: dict[str, Any]) 
     # Only OpenInference's {prompt.text}; OpenLLMetry's older llm.prompts.N.role/content is left to otlp.
     if fields.get("input_messages") is None and any("prompt.text" in p for p in prompts):
         used.update(k for k in flat if k.startswith("llm.prompts."))
-        fields["input_messages"] = [{"role": "user", "content": text_of(p.get("prompt.text"))} for p in prompts]
+        fields["input_messages"] = [{"role": "user", "content": content_text(p.get("prompt.text"))} for p in prompts]
     if fields.get("output_messages") is None and has_indexed(flat, "llm.choices"):
         used.update(k for k in flat if k.startswith("llm.choices."))
-        fields["output_messages"] = [{"role": "assistant", "content": text_of(c.get("completion.text"))}
+        fields["output_messages"] = [{"role": "assistant", "content": content_text(c.get("completion.text"))}
                                      for c in indexed(flat, "llm.choices")]
-    outputs = fields.get("output_messages") or []
-    texts = [m["content"] for m in outputs if isinstance(m.get("content"), str) and m["content"]]
-    if texts:
-        fields["output_text"] = "\n".join(texts)
+    text = reply_text(fields.get("output_messages"))
+    if text is not None:
+        fields["output_text"] = text
     elif fields.get("kind") == "llm" and isinstance(flat.get("output.value"), str) \
             and flat.get("output.mime_type") != "application/json":
         # An LLM span that records only output.value (no output messages): that text is the completion.
@@ -361,34 +332,23 @@ def _map_messages(flat: dict[str, Any], used: set[str], fields: dict[str, Any]) 
 
 def _message(item: dict[str, Any]) -> dict[str, Any]:
     """One OpenInference message ({message.role, message.content, ...}) as a canonical message dict."""
-    message: dict[str, Any] = {"role": item.get("message.role"), "content": text_of(item.get("message.content"))}
+    # The flat attribute names are decoded into an OpenAI-style message; messages.py gives it the shape.
+    source = {key.removeprefix("message."): value for key, value in item.items()
+              if not key.startswith(("message.contents.", "message.tool_calls.", "message.function_call_"))}
     contents = [{k.removeprefix("message_content."): v for k, v in part.items()}
                 for part in indexed(item, "message.contents")]
     if contents:
-        if message["content"] is None:
-            message["content"] = text_of([c.get("text") for c in contents if c.get("type", "text") == "text"])
-        reasoning = text_of([c.get("text") for c in contents if c.get("type") == "reasoning"])
-        if reasoning:
-            message["reasoning"] = reasoning
-        message["contents"] = contents
-    calls = [{"id": call.get("tool_call.id"), "name": call.get("tool_call.function.name"),
-              "arguments": call.get("tool_call.function.arguments")}
-             for call in indexed(item, "message.tool_calls")]
-    if not calls and item.get("message.function_call_name") is not None:
-        calls = [{"id": None, "name": item.get("message.function_call_name"),
-                  "arguments": item.get("message.function_call_arguments_json")}]
-    if calls:
-        message["tool_calls"] = calls
-    if item.get("message.tool_call_id") is not None:
-        message["tool_call_id"] = item["message.tool_call_id"]
-    if item.get("message.name") is not None:
-        message["name"] = item["message.name"]
-    known = ("message.role", "message.content", "message.contents.", "message.tool_calls.", "message.tool_call_id",
-             "message.name", "message.function_call_name", "message.function_call_arguments_json")
-    for key, value in item.items():
-        if not key.startswith(known):
-            message[key.removeprefix("message.")] = value
-    return message
+        if source.get("content") is None:
+            source["content"] = content_text([c.get("text") for c in contents if c.get("type", "text") == "text"])
+        source["reasoning"] = content_text([c.get("text") for c in contents if c.get("type") == "reasoning"])
+        source["contents"] = contents
+    source["tool_calls"] = [{"id": call.get("tool_call.id"), "name": call.get("tool_call.function.name"),
+                             "arguments": call.get("tool_call.function.arguments")}
+                            for call in indexed(item, "message.tool_calls")]
+    if item.get("message.function_call_name") is not None:
+        source["function_call"] = {"name": item["message.function_call_name"],
+                                   "arguments": item.get("message.function_call_arguments_json")}
+    return chat_message(source, item.get("message.role"))
 
 
 def documents_from(flat: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
@@ -398,7 +358,7 @@ def documents_from(flat: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
         doc: dict[str, Any] = {
             "id": as_str(item.get("document.id")),
             "score": to_number(item.get("document.score")),
-            "text": text_of(item.get("document.content")),
+            "text": content_text(item.get("document.content")),
             "rank": rank,
         }
         metadata = subtree(item, "document.metadata")

@@ -14,7 +14,8 @@ Attribute mapping, in order of precedence: application attributes (`openinferenc
 OpenInference (`openinference.map_openinference`, when the span carries `openinference.span.kind` or
 `llm.*`), then the OpenTelemetry GenAI conventions below (v1.37+ and the older forms still in the wild).
 Whatever none of them maps stays in the row's `metadata`, so nothing is lost. The mapping tables are
-documented in docs/formats.md ("otlp").
+documented in docs/formats.md ("otlp"). Messages and documents take the shape every reader shares
+(`messages.py`).
 
 Token rule: OpenTelemetry defines `gen_ai.usage.input_tokens` to include cached tokens and
 `gen_ai.usage.output_tokens` to include reasoning tokens, which is the canonical rule, so counts are taken as
@@ -35,18 +36,22 @@ from typing import Any
 
 from aiobs_pipeline.ingest import openinference
 from aiobs_pipeline.ingest.base import RawRecord, Reject, SpanRow, nanos_to_datetime
-from aiobs_pipeline.ingest.native import normalise_documents
-from aiobs_pipeline.ingest.openinference import (
+from aiobs_pipeline.ingest.messages import (
+    content_text,
     dump_json,
+    parse_json,
+    reply_text,
+    to_documents,
+    to_message,
+    to_messages,
+    to_number,
+)
+from aiobs_pipeline.ingest.openinference import (
     exception_message,
     first_token_time,
     has_indexed,
     indexed,
-    parse_json,
     take,
-    text_of,
-    text_or_json,
-    to_number,
 )
 from aiobs_pipeline.schema import SPAN_COLUMN_NAMES
 
@@ -87,6 +92,9 @@ OPERATION_KINDS = {
     "retrieval": "retrieval",
     "search_memory": "retrieval",
     "execute_tool": "tool",
+    # Not a GenAI well-known value (the conventions define no rerank operation); instrumentations that trace
+    # rerankers name it so, as the conventions allow for operations they do not list.
+    "rerank": "rerank",
 }
 # OpenLLMetry (Traceloop) markers on spans that predate gen_ai.operation.name.
 REQUEST_TYPE_KINDS = {"chat": "llm", "completion": "llm", "embedding": "embedding", "rerank": "rerank"}
@@ -447,7 +455,7 @@ def build_row(parts: SpanParts) -> SpanRow:
     common, attributes, resource_rest = openinference.map_common(attributes, parts.resource)
     mapped_oi: dict[str, Any] = {}
     if parts.openinference or openinference.is_openinference(attributes):
-        mapped_oi, attributes = openinference.map_openinference(attributes)
+        mapped_oi, attributes = openinference.map_openinference(attributes, common)
     mapped_genai, attributes, events = map_genai(attributes, events)
     fields: dict[str, Any] = {}
     for source in (common, mapped_oi, mapped_genai):
@@ -573,13 +581,11 @@ def map_genai(attributes: dict[str, Any], events: list[dict[str, Any]]
         used.update(f"gen_ai.request.{k}" for k in params)
         fields["request_params"] = params
     remaining = _map_conversation(attrs, used, events, fields)
-    documents = parse_json(attrs.get("gen_ai.retrieval.documents"))
-    if isinstance(documents, list):
+    documents = to_documents(parse_json(attrs.get("gen_ai.retrieval.documents")))
+    if documents is not None:
         used.add("gen_ai.retrieval.documents")
-        fields["documents"] = normalise_documents(documents)
-    outputs = fields.get("output_messages") or []
-    texts = [m["content"] for m in outputs if isinstance(m, dict) and isinstance(m.get("content"), str) and m["content"]]
-    fields["output_text"] = "\n".join(texts) if texts else None
+        fields["documents"] = documents
+    fields["output_text"] = reply_text(fields.get("output_messages"))
     return fields, {k: v for k, v in attrs.items() if k not in used}, remaining
 
 
@@ -597,20 +603,20 @@ def _map_conversation(attrs: dict[str, Any], used: set[str], events: list[dict[s
     for index, event in enumerate(events):
         name, event_attrs = event.get("name"), event.get("attributes") or {}
         if name == "gen_ai.content.prompt" and inputs is None and event_attrs.get("gen_ai.prompt") is not None:
-            event_inputs.extend(messages_from(parse_json(event_attrs["gen_ai.prompt"]), "user") or [])
+            event_inputs.extend(to_messages(parse_json(event_attrs["gen_ai.prompt"]), "user") or [])
         elif name == "gen_ai.content.completion" and outputs is None and event_attrs.get("gen_ai.completion") is not None:
-            messages = messages_from(parse_json(event_attrs["gen_ai.completion"]), "assistant") or []
+            messages = to_messages(parse_json(event_attrs["gen_ai.completion"]), "assistant") or []
             event_outputs.extend((len(event_outputs), m) for m in messages)
         elif name in MESSAGE_EVENTS and inputs is None:
-            event_inputs.append(_openai_message(_event_body(event_attrs), MESSAGE_EVENTS[name]))
+            event_inputs.extend(to_message(_event_body(event_attrs), MESSAGE_EVENTS[name]) or [])
         elif name == "gen_ai.choice" and outputs is None:
             body = _event_body(event_attrs)
             message = body.get("message") if isinstance(body.get("message"), dict) else {}
-            choice = _openai_message({**message, "tool_calls": body.get("tool_calls") or message.get("tool_calls")},
-                                     "assistant")
-            if body.get("finish_reason") is not None:
-                choice["finish_reason"] = body["finish_reason"]
-            event_outputs.append((to_number(body.get("index", len(event_outputs))), choice))
+            choice = to_message({**message, "tool_calls": body.get("tool_calls") or message.get("tool_calls"),
+                                 "finish_reason": body.get("finish_reason") or message.get("finish_reason")},
+                                "assistant") or []
+            position = to_number(body.get("index", len(event_outputs)))
+            event_outputs.extend((position, m) for m in choice)
         else:
             continue
         consumed.add(index)
@@ -621,7 +627,7 @@ def _map_conversation(attrs: dict[str, Any], used: set[str], events: list[dict[s
     system = parse_json(attrs.get("gen_ai.system_instructions"))
     if system is not None:
         used.add("gen_ai.system_instructions")
-        inputs = [{"role": "system", "content": text_of(system)}] + (inputs or [])
+        inputs = [{"role": "system", "content": content_text(system)}] + (inputs or [])
     fields["input_messages"] = inputs
     fields["output_messages"] = outputs
     return [e for i, e in enumerate(events) if i not in consumed]
@@ -631,7 +637,7 @@ def _messages_attribute(attrs: dict[str, Any], used: set[str], keys: tuple[str, 
                         indexed_prefixes: tuple[str, ...], role: str) -> list[dict[str, Any]] | None:
     for key in keys:
         if attrs.get(key) is not None:
-            messages = messages_from(parse_json(attrs[key]), role)
+            messages = to_messages(parse_json(attrs[key]), role)
             if messages is not None:
                 used.add(key)
                 return messages
@@ -643,103 +649,15 @@ def _messages_attribute(attrs: dict[str, Any], used: set[str], keys: tuple[str, 
     return None
 
 
-def messages_from(value: Any, role: str) -> list[dict[str, Any]] | None:
-    """Canonical messages from GenAI parts messages, OpenAI-style messages, or plain text (as one message)."""
-    if isinstance(value, str):
-        return [{"role": role, "content": value}]
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list):
-        return None
-    out: list[dict[str, Any]] = []
-    for message in value:
-        if isinstance(message, dict) and isinstance(message.get("parts"), list):
-            out.extend(_parts_messages(message))
-        elif isinstance(message, dict):
-            out.append(_openai_message(message, role))
-        else:
-            out.append({"role": role, "content": text_or_json(message)})
-    return out
-
-
-def _tool_call(call: Any) -> dict[str, Any]:
-    if not isinstance(call, dict):
-        return {"id": None, "name": None, "arguments": call}
-    function = call.get("function") if isinstance(call.get("function"), dict) else {}
-    return {"id": call.get("id"), "name": call.get("name") or function.get("name"),
-            "arguments": call.get("arguments", function.get("arguments"))}
-
-
-def _parts_messages(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """A GenAI {role, parts} message; each tool_call_response part becomes its own message (OpenAI style)."""
-    main: dict[str, Any] = {"role": message.get("role"), "content": None}
-    texts: list[str] = []
-    reasoning: list[str] = []
-    calls: list[dict[str, Any]] = []
-    other: list[Any] = []
-    responses: list[dict[str, Any]] = []
-    for part in message["parts"]:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            texts.append(text_of(part.get("content")) or "")
-        elif kind == "reasoning":
-            reasoning.append(text_of(part.get("content")) or "")
-        elif kind == "tool_call":
-            calls.append(_tool_call(part))
-        elif kind == "tool_call_response":
-            result = part.get("response", part.get("result"))
-            response = {"role": message.get("role"), "content": text_or_json(result), "tool_call_id": part.get("id")}
-            if part.get("name") is not None:
-                response["name"] = part["name"]
-            responses.append(response)
-        else:
-            other.append(part)  # blob, file, uri, server tool calls, generic parts: kept as they came
-    main["content"] = "".join(texts) if texts else None
-    if reasoning:
-        main["reasoning"] = "".join(reasoning)
-    if calls:
-        main["tool_calls"] = calls
-    if other:
-        main["parts"] = other
-    for key, value in message.items():
-        if key not in ("role", "parts"):
-            main[key] = value
-    keep_main = texts or reasoning or calls or other or not responses
-    return ([main] if keep_main else []) + responses
-
-
-def _openai_message(message: dict[str, Any], role: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.get("role") or role, "content": text_of(message.get("content"))}
-    if isinstance(message.get("content"), list | dict):
-        out["contents"] = message["content"]  # content blocks (images, tool_use, ...) beyond the text
-    calls = parse_json(message.get("tool_calls"))
-    if isinstance(calls, list) and calls:
-        out["tool_calls"] = [_tool_call(c) for c in calls]
-    elif isinstance(message.get("function_call"), dict):
-        out["tool_calls"] = [_tool_call(message["function_call"])]
-    call_id = message.get("tool_call_id") or (message.get("id") if out["role"] == "tool" else None)
-    if call_id is not None:
-        out["tool_call_id"] = call_id
-    for key, value in message.items():
-        if key not in ("role", "content", "tool_calls", "function_call", "tool_call_id", "id") \
-                and not key.startswith("gen_ai.") and value is not None:
-            out[key] = value
-    return out
-
-
 def _flat_message(item: dict[str, Any], role: str) -> dict[str, Any]:
     """An indexed message (`gen_ai.prompt.0.role`, `gen_ai.completion.0.tool_calls.0.name`, ...)."""
-    out: dict[str, Any] = {"role": item.get("role") or role, "content": text_of(item.get("content"))}
-    calls = [{"id": c.get("id"), "name": c.get("name"), "arguments": c.get("arguments")}
-             for c in indexed(item, "tool_calls")]
+    source = {k: v for k, v in item.items() if not k.startswith(("tool_calls.", "function_call."))}
+    calls = indexed(item, "tool_calls")
     if not calls and item.get("function_call.name") is not None:
-        calls = [{"id": None, "name": item["function_call.name"], "arguments": item.get("function_call.arguments")}]
-    if calls:
-        out["tool_calls"] = calls
-    for key, value in item.items():
-        if key not in ("role", "content") and not key.startswith(("tool_calls.", "function_call.")):
-            out[key] = value
-    return out
+        calls = [{"name": item["function_call.name"], "arguments": item.get("function_call.arguments")}]
+    source["tool_calls"] = calls or None
+    found = to_message(source, role)
+    return found[0] if found else {"role": role, "content": None}
 
 
 def _event_body(attributes: dict[str, Any]) -> dict[str, Any]:

@@ -78,6 +78,14 @@ class PartitionIngest:
 
 def read_file(path: Path, source_file: str, fast_path: bool = True) -> FileRead:
     """Read one landing file with the reader its first readable record selects."""
+    # --- native fast path (aiobs_pipeline/ingest/native_fast.py); imported here to avoid an import cycle ---
+    if fast_path:
+        from aiobs_pipeline.ingest import native_fast
+
+        fast = native_fast.try_read(path, source_file)
+        if fast is not None:
+            return fast
+    # --- end native fast path ---
     result = FileRead(path=path, source_file=source_file)
     reader: ModuleType | None = None
     rows: list[dict] = []
@@ -194,7 +202,8 @@ def _postprocess_by_format(reads: list[FileRead]) -> None:
             continue
         for read in group:
             read.rows["_file"] = read.source_file
-        combined = pd.concat([r.rows for r in group], ignore_index=True)
+        # All-null columns carry nothing and make pandas' concat warn about dtype inference.
+        combined = pd.concat([r.rows.dropna(axis=1, how="all") for r in group], ignore_index=True)
         rows, rejects = postprocess(combined.to_dict("records"))
         merged = pd.DataFrame(rows)
         for read in group:

@@ -91,7 +91,9 @@ def test_langgraph_sample_maps_every_observation() -> None:
     assert gen["session_id"] == "demo-thread-1"  # LangGraph's thread id in the metadata
     assert gen["environment"] == "default"
     assert [m["role"] for m in gen["input_messages"]] == ["user", "user", "tool"]
-    assert gen["output_messages"][0]["tool_calls"][0]["function"]["name"] == "Web-Search"
+    # Tool calls take the one canonical shape whatever the source wrote (here OpenAI's `function` object).
+    assert gen["output_messages"][0]["tool_calls"] == [
+        {"id": "call_1oGK863sxQHlPreFhDdEs3yl", "name": "Web-Search", "arguments": '{"query":"example"}'}]
     assert gen["metadata"]["langfuse"]["usage_details"]["input_cache_read"] == 0
 
     final = next(r for r in rows if r["span_id"] == "5ba09605e0929d78")
@@ -252,6 +254,24 @@ def test_spec_fixture_generation_error_event_retriever() -> None:
         ("unsupported_record", 6), ("missing_required_field", 7), ("invalid_type", 8)]
     assert "record 7: observation.id is missing" in rejects[1].detail
     assert all(r.raw for r in rejects)
+
+
+def test_rerank_observation_is_told_by_its_name_and_keeps_its_documents() -> None:
+    """Langfuse has no rerank type: a SPAN (or CHAIN, ...) named like a reranker is one; a named type wins."""
+    reranked = {"documents": [{"id": "kb-7", "content": "Refunds within 30 days.", "score": 0.97},
+                              {"id": "kb-2", "content": "Shipping takes 3 days.", "score": 0.41}]}
+    span = generation(id="rr", type="SPAN", name="reranking", model=None, input={"query": "refunds?",
+                      "documents": ["kb-2", "kb-7"]}, output=reranked)
+    rows = {r["span_id"]: r for r in rows_of(read_values(
+        span, dict(span, id="rr2", type="CHAIN", name="Rerank step"),
+        dict(span, id="g", type="GENERATION", name="rerank-prompt"), dict(span, id="ws", name="Web-Search")))}
+    rerank = rows["rr"]
+    assert rerank["kind"] == "rerank" and rows["rr2"]["kind"] == "rerank"
+    assert rerank["documents"] == [{"id": "kb-7", "score": 0.97, "text": "Refunds within 30 days.", "rank": 1},
+                                   {"id": "kb-2", "score": 0.41, "text": "Shipping takes 3 days.", "rank": 2}]
+    assert rerank["output_text"] is None and "output" not in rerank["metadata"]
+    assert rerank["metadata"]["input"] == {"query": "refunds?", "documents": ["kb-2", "kb-7"]}
+    assert rows["g"]["kind"] == "llm" and rows["ws"]["kind"] == "chain"
 
 
 def test_trace_attributes_apply_to_every_observation() -> None:

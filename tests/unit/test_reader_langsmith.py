@@ -252,6 +252,78 @@ def test_error_patch_and_orphan_patch() -> None:
     assert "ghost" in orphan.detail and orphan.raw and orphan.source_format == "langsmith"
 
 
+def langchain_document(doc_id: str, text: str, score_key: str, score: float) -> dict[str, Any]:
+    return {"id": doc_id, "page_content": text, "metadata": {score_key: score, "source": "kb"}, "type": "Document"}
+
+
+def chain_run(run_id: str, name: str, run_type: str = "chain", **fields: Any) -> dict[str, Any]:
+    return {"id": run_id, "trace_id": "root", "parent_run_id": "root", "name": name, "run_type": run_type,
+            "start_time": "2024-10-11T20:00:00+00:00", "inputs": {"query": "refunds?"}, **fields}
+
+
+def test_documents_sent_in_a_patch_are_kept_for_retriever_and_rerank_runs() -> None:
+    """The SDK posts a run with its inputs and patches the outputs in later; patches carry no run_type."""
+    docs = [langchain_document("kb-1", "Refunds within 30 days.", "score", 0.8),
+            langchain_document("kb-2", "Shipping takes 3 days.", "score", 0.4)]
+    reranked = [langchain_document("kb-1", "Refunds within 30 days.", "relevance_score", 0.97)]
+    rows = rows_of(read_values(
+        {"post": [chain_run("ret", "vector_search", "retriever"), chain_run("rr", "reranking")]},
+        {"patch": [{"id": "ret", "end_time": "2024-10-11T20:00:01+00:00", "outputs": {"documents": docs}},
+                   {"id": "rr", "end_time": "2024-10-11T20:00:02+00:00",
+                    "outputs": {"documents": reranked, "model": "rerank-v3.5"}}]},
+    ))
+    merged, rejects = langsmith.postprocess(through_frame(rows[:2], "a.json") + through_frame(rows[2:], "b.json"))
+    assert rejects == []
+    by_id = {r["span_id"]: r for r in merged}
+    retrieval, rerank = by_id["ret"], by_id["rr"]
+    assert retrieval["kind"] == "retrieval"
+    assert retrieval["documents"] == [
+        {"id": "kb-1", "metadata": {"score": 0.8, "source": "kb"}, "text": "Refunds within 30 days.", "score": 0.8,
+         "rank": 1},
+        {"id": "kb-2", "metadata": {"score": 0.4, "source": "kb"}, "text": "Shipping takes 3 days.", "score": 0.4,
+         "rank": 2}]
+    # The documents are the span's result, not repeated in its metadata.
+    assert "outputs" not in retrieval["metadata"]
+    assert rerank["kind"] == "rerank"  # run_type chain: the name says what it is
+    assert [(d["id"], d["score"], d["rank"]) for d in rerank["documents"]] == [("kb-1", 0.97, 1)]
+    assert rerank["metadata"]["outputs"] == {"model": "rerank-v3.5"}
+    assert rerank["latency_ms"] == pytest.approx(2000.0)
+
+
+@pytest.mark.parametrize(("name", "run_type", "kind"), [
+    ("reranking", "chain", "rerank"),
+    ("Rerank documents", None, "rerank"),
+    ("rerank", "retriever", "retrieval"),  # a run type that names a kind wins over the name
+    ("tools", "chain", "chain"),  # only kinds LangSmith has no run type for are read from the name
+    ("retrieve", "chain", "chain"),
+])
+def test_kind_from_run_type_then_name(name: str, run_type: str | None, kind: str) -> None:
+    run = chain_run("x", name, run_type)
+    if run_type is None:
+        del run["run_type"]
+    (row,) = rows_of(read_values(run))
+    assert row["kind"] == kind
+
+
+def test_tool_calls_take_the_canonical_shape_from_every_message_form() -> None:
+    openai_call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "x"}'}}
+    langchain_call = {"name": "lookup", "args": {"q": "x"}, "id": "call_1", "type": "tool_call"}
+    serialised = {"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "AIMessage"],
+                  "kwargs": {"content": "", "tool_calls": [langchain_call], "type": "ai"}}
+    (row,) = rows_of(read_values(llm_run(inputs={"messages": [
+        {"role": "assistant", "content": None, "tool_calls": [openai_call]},
+        {"type": "ai", "content": "", "tool_calls": [langchain_call], "additional_kwargs": {},
+         "response_metadata": {"finish_reason": "tool_calls"}},
+        serialised,
+        {"type": "tool", "content": "found", "tool_call_id": "call_1", "name": "lookup"},
+    ]})))
+    first, second, third, tool = row["input_messages"]
+    assert first["tool_calls"] == [{"id": "call_1", "name": "lookup", "arguments": '{"q": "x"}'}]
+    assert second == third == {"role": "assistant", "content": "",
+                               "tool_calls": [{"id": "call_1", "name": "lookup", "arguments": {"q": "x"}}]}
+    assert tool == {"role": "tool", "content": "found", "tool_call_id": "call_1", "name": "lookup"}
+
+
 def write_json(root: Path, name: str, value: Any) -> Path:
     folder = landing_folder(root, HOUR)
     folder.mkdir(parents=True, exist_ok=True)

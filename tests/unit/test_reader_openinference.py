@@ -221,6 +221,32 @@ def test_retriever_reranker_embedding_and_other_kinds() -> None:
     assert [rows[f"e{i}" * 8]["kind"] for i in range(6)] == ["chain", "tool", "chain", "chain", "chain", "chain"]
 
 
+def test_application_columns_from_the_metadata_attribute() -> None:
+    """The spec's `metadata` attribute (JSON text) fills user, session, feature, ...; an attribute wins."""
+    metadata = {"user_id": "u-meta", "session_id": "s-1", "feature": "refunds", "endpoint": "/v1/ask",
+                "prompt_name": "refund-answer", "prompt_version": 3, "environment": "staging", "app": "support-bot",
+                "ab_bucket": "B"}
+    row = one(phoenix("b1" * 8, "LLM", {"metadata": json.dumps(metadata), "user.id": "u-attr",
+                                         "session.id": "s-1", "llm.model_name": "gpt-4o"}))
+    assert (row["user_id"], row["session_id"], row["feature"], row["endpoint"]) == ("u-attr", "s-1", "refunds",
+                                                                                    "/v1/ask")
+    assert (row["prompt_name"], row["prompt_version"]) == ("refund-answer", "3")
+    assert (row["environment"], row["app"]) == ("staging", "support-bot")
+    # Mapped keys leave the metadata map; a value that disagrees with the winning attribute stays there.
+    assert row["metadata"]["metadata"] == {"user_id": "u-meta", "ab_bucket": "B"}
+
+    attribute_wins = one(phoenix("b2" * 8, "CHAIN", {
+        "metadata": json.dumps({"prompt_version": "v9", "feature": {"name": "refunds"}, "app": True}),
+        "llm.prompt_template.version": "v2", "aiobs.feature": None}))
+    assert attribute_wins["prompt_version"] == "v2"
+    # Values that are not text or integers are not columns: they stay in the metadata map, never quarantined.
+    assert attribute_wins["feature"] is None and attribute_wins["app"] is None
+    assert attribute_wins["metadata"]["metadata"] == {"prompt_version": "v9", "feature": {"name": "refunds"},
+                                                      "app": True}
+    only_mapped = one(phoenix("b3" * 8, "CHAIN", {"metadata": json.dumps({"feature": "refunds"})}))
+    assert only_mapped["feature"] == "refunds" and "metadata" not in (only_mapped["metadata"] or {})
+
+
 def test_phoenix_span_with_genai_attributes_and_unknown_kind() -> None:
     row = one(phoenix("f1" * 8, "UNKNOWN", {"gen_ai": {"operation": {"name": "chat"}, "request": {"model": "gpt-4o"},
                                                       "usage": {"input_tokens": 12, "output_tokens": 3}}}))

@@ -329,6 +329,24 @@ def test_retrieval_span_with_documents() -> None:
     assert row["metadata"]["gen_ai.retrieval.query.text"] == "what is opentelemetry"
 
 
+def test_rerank_spans_by_genai_operation_and_openinference_kind() -> None:
+    documents = [{"id": "kb-7", "score": 0.97, "content": "Refunds within 30 days."},
+                 {"id": "kb-2", "score": 0.41, "content": "Shipping takes 3 days."}]
+    genai = one(request(span("a5" * 8, "rerank rerank-v3.5", attrs={
+        "gen_ai.operation.name": "rerank", "gen_ai.provider.name": "cohere", "gen_ai.request.model": "rerank-v3.5",
+        "gen_ai.request.top_k": 2.0, "gen_ai.retrieval.documents": json.dumps(documents)})))
+    assert genai["kind"] == "rerank" and genai["model"] == "rerank-v3.5" and genai["provider"] == "cohere"
+    # The text comes from `content`, which is not repeated beside it.
+    assert genai["documents"] == [{"id": "kb-7", "score": 0.97, "text": "Refunds within 30 days.", "rank": 1},
+                                  {"id": "kb-2", "score": 0.41, "text": "Shipping takes 3 days.", "rank": 2}]
+    assert genai["request_params"] == {"top_k": 2.0}
+    openinference = one(request(span("a6" * 8, "rerank", attrs={
+        "openinference.span.kind": "RERANKER", "reranker.model_name": "rerank-v3.5",
+        "reranker.output_documents.0.document.id": "kb-7", "reranker.output_documents.0.document.score": 0.97})))
+    assert openinference["kind"] == "rerank"
+    assert openinference["documents"] == [{"id": "kb-7", "score": 0.97, "text": None, "rank": 1}]
+
+
 @pytest.mark.parametrize(("attrs", "kind"), [
     ({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_weather"}, "tool"),
     ({"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"}, "chain"),
