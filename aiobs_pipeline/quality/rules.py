@@ -8,7 +8,10 @@ It must not drop rows: every input row comes out either valid or quarantined.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import orjson
@@ -41,16 +44,26 @@ def _short(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _all_strings(series: pd.Series) -> bool:
+    """True when every non-null value is a str (one C scan instead of a Python call per value)."""
+    return pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty")
+
+
 def _is_blank(series: pd.Series) -> pd.Series:
     blank = series.isna()
     if series.dtype == object:
-        blank |= series.map(lambda v: isinstance(v, str) and not v.strip())
+        # A comprehension, not Series.map: a third of the cost per value.
+        blank |= np.array([isinstance(v, str) and not v.strip() for v in series.to_numpy()], dtype=bool)
     return blank
 
 
 def _numeric(series: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
     """Return (numbers, invalid_type mask) for a numeric column; bools and strings count as wrong types."""
-    if series.dtype != object:
+    if series.dtype == bool:
+        # A column of booleans only (e.g. temperature: true on every line) is still the wrong type.
+        numbers = pd.Series(np.nan, index=series.index)
+        bad = pd.Series(True, index=series.index)
+    elif series.dtype != object:
         numbers = pd.to_numeric(series, errors="coerce").astype("float64")
         bad = pd.Series(False, index=series.index)
     else:
@@ -100,12 +113,13 @@ def apply_row_rules(rows: pd.DataFrame, json_encoded: bool = False) -> RuleResul
     reason = pd.Series(None, index=index, dtype="object")
     detail = pd.Series(None, index=index, dtype="object")
 
-    def flag(mask: pd.Series, code: str, message: pd.Series | str) -> None:
+    def flag(mask: pd.Series, code: str, message: Callable[[pd.Index], pd.Series] | str) -> None:
+        """Mark rows that broke no earlier rule; the message is built only for those rows."""
         fresh = mask & reason.isna()
         if not fresh.any():
             return
         reason[fresh] = code
-        detail[fresh] = message[fresh] if isinstance(message, pd.Series) else message
+        detail[fresh] = message(fresh[fresh].index) if callable(message) else message
 
     # Required fields first: a row without an id is not worth type-checking.
     for column in SPAN_COLUMNS:
@@ -117,24 +131,27 @@ def apply_row_rules(rows: pd.DataFrame, json_encoded: bool = False) -> RuleResul
     for column in SPAN_COLUMNS:
         series = frame[column.name]
         if column.type == "str":
+            if series.dtype == object and _all_strings(series):
+                continue
             wrong = series.notna() & ~series.map(lambda v: isinstance(v, str))
-            flag(wrong, "invalid_type", series.map(
-                lambda v, n=column.name: f"field '{n}' must be a string, got {type(v).__name__} {_short(v)}"))
+            flag(wrong, "invalid_type", lambda rows, s=series, n=column.name: s[rows].map(
+                lambda v: f"field '{n}' must be a string, got {type(v).__name__} {_short(v)}"))
         elif column.type in ("int", "float"):
             numbers, wrong = _numeric(series, column)
-            flag(wrong, "invalid_type", series.map(
-                lambda v, n=column.name, t=column.type: f"field '{n}' must be {'an integer' if t == 'int' else 'a number'}, got {_short(v)}"))
+            flag(wrong, "invalid_type", lambda rows, s=series, n=column.name, t=column.type: s[rows].map(
+                lambda v: f"field '{n}' must be {'an integer' if t == 'int' else 'a number'}, got {_short(v)}"))
             converted[column.name] = numbers
         elif column.type == "timestamp" and column.name not in _CONTEXT_COLUMNS:
             stamps, wrong = _timestamps(series)
-            flag(wrong, "invalid_type", series.map(
-                lambda v, n=column.name: f"field '{n}' is not a timestamp: {_short(v)}"))
+            flag(wrong, "invalid_type", lambda rows, s=series, n=column.name: s[rows].map(
+                lambda v: f"field '{n}' is not a timestamp: {_short(v)}"))
             converted[column.name] = stamps
 
     # Before the ranges: a negative latency derived from swapped times is reported as the real cause.
     start, end = converted["start_time"], converted["end_time"]
     flag(end.notna() & start.notna() & (end < start), "end_before_start",
-         pd.Series([f"end_time {e} is before start_time {s}" for s, e in zip(start, end, strict=True)], index=index))
+         lambda rows: pd.Series([f"end_time {e} is before start_time {s}"
+                                 for s, e in zip(start[rows], end[rows], strict=True)], index=rows))
 
     for column in SPAN_COLUMNS:
         if column.type not in ("int", "float") or column.name in _CONTEXT_COLUMNS:
@@ -142,30 +159,38 @@ def apply_row_rules(rows: pd.DataFrame, json_encoded: bool = False) -> RuleResul
         numbers = converted[column.name]
         if column.minimum is not None:
             flag(numbers < column.minimum, "negative_value" if column.minimum == 0 else "invalid_type",
-                 numbers.map(lambda v, n=column.name, m=column.minimum: f"field '{n}' is {v:g}, below {m:g}"))
+                 lambda rows, x=numbers, n=column.name, m=column.minimum: x[rows].map(
+                     lambda v: f"field '{n}' is {v:g}, below {m:g}"))
         limit = ABSURD_LIMITS.get(column.name)
         if limit is not None:
-            flag(numbers > limit, "absurd_value",
-                 numbers.map(lambda v, n=column.name, lim=limit: f"field '{n}' is {v:g}, above the plausible limit {lim:g}"))
+            flag(numbers > limit, "absurd_value", lambda rows, x=numbers, n=column.name, lim=limit: x[rows].map(
+                lambda v: f"field '{n}' is {v:g}, above the plausible limit {lim:g}"))
 
-    kind = frame["kind"].map(lambda v: v.strip().lower() if isinstance(v, str) else v)
+    kind = _normalised(frame["kind"])
     flag(kind.notna() & ~kind.isin(KINDS), "invalid_kind",
-         kind.map(lambda v: f"field 'kind' is {_short(v)}; allowed: {', '.join(KINDS)}"))
-    status = frame["status"].map(lambda v: v.strip().lower() if isinstance(v, str) else v)
+         lambda rows: kind[rows].map(lambda v: f"field 'kind' is {_short(v)}; allowed: {', '.join(KINDS)}"))
+    status = _normalised(frame["status"])
     flag(status.notna() & ~status.isin(STATUSES), "invalid_status",
-         status.map(lambda v: f"field 'status' is {_short(v)}; allowed: {', '.join(STATUSES)}"))
+         lambda rows: status[rows].map(lambda v: f"field 'status' is {_short(v)}; allowed: {', '.join(STATUSES)}"))
 
     # JSON is encoded before the NUL check so that a NUL nested anywhere in messages is found.
     if not json_encoded:
         for column in SPAN_COLUMNS:
             if column.type == "json":
-                frame[column.name] = frame[column.name].map(_to_json)
+                encoded = frame[column.name].map(_to_json)
+                unencodable = encoded.map(lambda v: v is _UNENCODABLE)
+                flag(unencodable, "invalid_type", f"field '{column.name}' cannot be stored as JSON "
+                                                  "(nested deeper than 254 levels or not JSON data)")
+                frame[column.name] = encoded.where(~unencodable, None)
     # PostgreSQL cannot store NUL characters; both warehouses refuse them, so such rows are quarantined.
     for column in SPAN_COLUMNS:
         if column.type not in ("str", "json") or column.name in _CONTEXT_COLUMNS:
             continue
         series = frame[column.name]
         needle = "\\u0000" if column.type == "json" else "\x00"
+        if series.dtype == object and _all_strings(series) and not any(
+                map(operator.contains, series.dropna().to_numpy(), repeat(needle))):
+            continue  # a C-level loop over the column instead of one Python call per value
         nul = series.map(lambda v, n=needle: isinstance(v, str) and n in v)
         flag(nul, "invalid_encoding", f"field '{column.name}' contains a NUL character")
 
@@ -184,10 +209,25 @@ def apply_row_rules(rows: pd.DataFrame, json_encoded: bool = False) -> RuleResul
     return RuleResult(conform(good, SPAN_COLUMNS), quarantined.reset_index(drop=True))
 
 
-def _to_json(value: object) -> str | None:
+def _normalised(series: pd.Series) -> pd.Series:
+    """Strip and lower-case string values, once per distinct value (kinds and statuses repeat a lot)."""
+    if series.dtype == object and _all_strings(series):
+        codes, uniques = pd.factorize(series)
+        lowered = np.array([v.strip().lower() for v in uniques] + [None], dtype=object)
+        return pd.Series(lowered[codes], index=series.index)
+    return series.map(lambda v: v.strip().lower() if isinstance(v, str) else v)
+
+
+_UNENCODABLE = object()
+
+
+def _to_json(value: object) -> object:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return _UNENCODABLE
 
 
 def split_duplicates(spans: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

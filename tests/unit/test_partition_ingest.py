@@ -249,3 +249,18 @@ def test_broken_first_line_does_not_take_the_file_down(tmp_path: Path) -> None:
     assert sorted(result.spans["span_id"]) == ["s1", "s2"]
     assert result.quarantined["reason"].tolist() == ["invalid_json"]
     assert result.quarantined["source_line"].tolist() == [1]
+
+
+def test_boolean_numbers_and_unstorable_json_are_quarantined(tmp_path: Path) -> None:
+    deep: object = "leaf"
+    for _ in range(300):
+        deep = {"x": deep}
+    write_hour(tmp_path, "a.jsonl", [json.dumps(span(1, params={"temperature": True}))])
+    folder = landing_folder(tmp_path, HOUR)
+    # orjson reads at most 1024 levels but writes at most 254: such a document parses but cannot be stored.
+    (folder / "b.jsonl").write_text(json.dumps(span(2, metadata={"user_id": "u", "deep": deep})) + "\n")
+    result = ingest_partition(tmp_path, HOUR, fast_path=False)
+    reasons = dict(zip(result.quarantined["source_file"].str[-7:], result.quarantined["detail"], strict=True))
+    assert "temperature" in reasons["a.jsonl"]
+    assert "metadata" in reasons["b.jsonl"] and "JSON" in reasons["b.jsonl"]
+    assert result.spans.empty

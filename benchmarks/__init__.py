@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks (`make bench`): each module runs with `python -m benchmarks.<name>`."""

@@ -1,0 +1,213 @@
+"""Speed and memory of the `spans` asset's work for one hour, against DuckDB's read_ndjson as the floor.
+
+Run: python -m benchmarks.ingest [--spans 1000000] [--workdir DIR] [--json]
+
+Writes N synthetic native spans (about 2 KB each, see benchmarks/synth.py) into one landing file of one
+export hour, then times, each in a fresh subprocess so peak memory is that work's own:
+  (a) DuckDB: CREATE TABLE AS SELECT * FROM read_ndjson(file), every column materialised (the floor);
+  (b) aiobs: `ingest.partition.ingest_partition(landing_root, hour)`, the spans asset minus the warehouse
+      write: read (native fast path), row rules, dedupe, audit.
+Reports spans/s of both, their ratio and each one's peak RSS. Targets: aiobs at >= 1/3 of DuckDB's rate
+with peak RSS <= 3 GB. The workdir (a temporary folder unless given) is deleted afterwards unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HOUR = datetime(2026, 10, 1, 5, tzinfo=UTC)
+TARGET_RATIO = 1 / 3
+TARGET_RSS_BYTES = 3 * 1024**3
+# Bytes per synthetic span, with headroom, for the free-disk check before writing.
+BYTES_PER_SPAN = 2300
+
+
+def _peak_rss_bytes() -> int:
+    """Peak resident set size of this process (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def run_duckdb(path: Path) -> dict[str, Any]:
+    """Time DuckDB materialising every column of the file (run in its own process)."""
+    import duckdb
+
+    con = duckdb.connect()
+    threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    started = time.perf_counter()
+    con.execute("CREATE TABLE spans AS SELECT * FROM read_ndjson(?)", [str(path)])
+    seconds = time.perf_counter() - started
+    rows = con.execute("SELECT count(*) FROM spans").fetchall()[0][0]
+    return {"seconds": seconds, "rows": rows, "threads": threads, "peak_rss_bytes": _peak_rss_bytes()}
+
+
+def run_aiobs(landing_root: Path, hour: datetime, min_bytes: int | None, fast_path: bool) -> dict[str, Any]:
+    """Time `ingest_partition` for the hour (run in its own process); count files the fast path read."""
+    from aiobs_pipeline.ingest import native_fast
+    from aiobs_pipeline.ingest.partition import ingest_partition
+
+    if min_bytes is not None:
+        native_fast.MIN_BYTES = min_bytes
+    fast_files = 0
+    try_read = native_fast.try_read
+
+    def counting(path: Path, source_file: str) -> Any:
+        nonlocal fast_files
+        result = try_read(path, source_file)
+        fast_files += result is not None
+        return result
+
+    native_fast.try_read = counting  # type: ignore[assignment]
+    started = time.perf_counter()
+    result = ingest_partition(landing_root, hour, fast_path=fast_path)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "spans_written": len(result.spans),
+        "spans_quarantined": len(result.quarantined),
+        "audit_spans_found": int(result.audit["spans_found"].sum()),
+        "fast_path_files": fast_files,
+        "peak_rss_bytes": _peak_rss_bytes(),
+    }
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter and return what it printed as JSON."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ingest", *args], capture_output=True, text=True,
+                          check=False, cwd=root, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark step {' '.join(args[:2])} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_generic: bool = False
+              ) -> dict[str, Any]:
+    """Generate the hour, run both measurements and return the figures."""
+    from aiobs_pipeline.ingest.partition import landing_folder
+    from benchmarks.synth import write_native_spans
+
+    landing_root = workdir / "landing"
+    folder = landing_folder(landing_root, HOUR)
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(workdir).free
+    if free < spans * BYTES_PER_SPAN:
+        raise SystemExit(f"{workdir}: {free / 1e9:.1f} GB free, the benchmark needs about "
+                         f"{spans * BYTES_PER_SPAN / 1e9:.1f} GB; pass --workdir or fewer --spans")
+    path = folder / "spans.jsonl"
+    started = time.perf_counter()
+    size = write_native_spans(path, spans, HOUR)
+    generate_seconds = time.perf_counter() - started
+
+    duck = _child(["--child", "duckdb", str(path)])
+    extra = [] if min_bytes is None else ["--fast-path-min-bytes", str(min_bytes)]
+    hour = HOUR.isoformat()
+    aiobs = _child(["--child", "aiobs", str(landing_root), hour, *extra])
+    figures: dict[str, Any] = {
+        "spans_generated": spans,
+        "file_bytes": size,
+        "generate_seconds": round(generate_seconds, 3),
+        "duckdb_threads": duck["threads"],
+        "duckdb_seconds": round(duck["seconds"], 3),
+        "duckdb_spans_per_s": round(duck["rows"] / duck["seconds"]),
+        "duckdb_peak_rss_bytes": duck["peak_rss_bytes"],
+        "aiobs_seconds": round(aiobs["seconds"], 3),
+        "aiobs_spans_per_s": round(spans / aiobs["seconds"]),
+        "aiobs_peak_rss_bytes": aiobs["peak_rss_bytes"],
+        "ratio": round((spans / aiobs["seconds"]) / (duck["rows"] / duck["seconds"]), 3),
+        "spans_written": aiobs["spans_written"],
+        "spans_quarantined": aiobs["spans_quarantined"],
+        "fast_path_files": aiobs["fast_path_files"],
+        "target_ratio": round(TARGET_RATIO, 3),
+        "target_peak_rss_bytes": TARGET_RSS_BYTES,
+    }
+    figures["ratio_met"] = figures["ratio"] >= TARGET_RATIO
+    figures["rss_met"] = figures["aiobs_peak_rss_bytes"] <= TARGET_RSS_BYTES
+    if compare_generic:
+        generic = _child(["--child", "aiobs", str(landing_root), hour, "--generic"])
+        figures["generic_seconds"] = round(generic["seconds"], 3)
+        figures["generic_spans_per_s"] = round(spans / generic["seconds"])
+        figures["generic_peak_rss_bytes"] = generic["peak_rss_bytes"]
+    return figures
+
+
+def report(figures: dict[str, Any]) -> str:
+    """The figures as the few lines `make bench` prints."""
+    gb = 1024**3
+    lines = [
+        f"aiobs ingest benchmark: {figures['spans_generated']:,} native spans in one hour, "
+        f"{figures['file_bytes'] / 1e9:.2f} GB (written in {figures['generate_seconds']:.1f} s)",
+        f"  DuckDB read_ndjson (floor, {figures['duckdb_threads']} threads): {figures['duckdb_seconds']:8.2f} s "
+        f"{figures['duckdb_spans_per_s']:>10,} spans/s   peak RSS {figures['duckdb_peak_rss_bytes'] / gb:.2f} GB",
+        f"  aiobs spans asset (ingest_partition):  {figures['aiobs_seconds']:8.2f} s "
+        f"{figures['aiobs_spans_per_s']:>10,} spans/s   peak RSS {figures['aiobs_peak_rss_bytes'] / gb:.2f} GB",
+    ]
+    if "generic_seconds" in figures:
+        lines.append(f"  aiobs without the fast path:           {figures['generic_seconds']:8.2f} s "
+                     f"{figures['generic_spans_per_s']:>10,} spans/s   peak RSS "
+                     f"{figures['generic_peak_rss_bytes'] / gb:.2f} GB")
+    lines += [
+        f"  ratio aiobs / DuckDB: {figures['ratio']:.2f} (target >= {figures['target_ratio']:.2f}: "
+        f"{'met' if figures['ratio_met'] else 'NOT met'}); peak RSS target <= "
+        f"{figures['target_peak_rss_bytes'] / gb:.0f} GB: {'met' if figures['rss_met'] else 'NOT met'}",
+        f"  spans written {figures['spans_written']:,} of {figures['spans_generated']:,} generated, "
+        f"quarantined {figures['spans_quarantined']:,}; files read by the fast path: {figures['fast_path_files']}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point: run the benchmark (or, internally, one of its measurement steps)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=1_000_000, help="spans to generate (default 1,000,000)")
+    parser.add_argument("--workdir", type=Path, help="folder for the landing file (default: a temporary one)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--keep", action="store_true", help="keep the generated file")
+    parser.add_argument("--compare-generic", action="store_true",
+                        help="also time the per-record path (slow and memory-hungry at full size)")
+    parser.add_argument("--fast-path-min-bytes", type=int, help="override native_fast.MIN_BYTES")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--generic", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        step, *rest = args.child
+        if step == "duckdb":
+            out = run_duckdb(Path(rest[0]))
+        else:
+            out = run_aiobs(Path(rest[0]), datetime.fromisoformat(rest[1]), args.fast_path_min_bytes,
+                            fast_path=not args.generic)
+        print(json.dumps(out))
+        return
+
+    if args.spans < 1:
+        parser.error("--spans must be at least 1")
+    temporary = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="aiobs-bench-")) if temporary else args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        figures = benchmark(args.spans, workdir, args.fast_path_min_bytes, args.compare_generic)
+    finally:
+        if not args.keep:
+            if temporary:
+                shutil.rmtree(workdir, ignore_errors=True)
+            else:
+                shutil.rmtree(workdir / "landing", ignore_errors=True)
+    print(json.dumps(figures) if args.json else report(figures))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    main()

@@ -1,0 +1,53 @@
+"""The ingest benchmark runs end to end at a tiny scale and reports every figure (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from aiobs_pipeline.ingest import native
+from benchmarks.ingest import report
+from benchmarks.synth import write_native_spans
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_reports_rates_ratio_and_peak_memory(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ingest", "--spans", "20000", "--workdir", str(tmp_path), "--json",
+         "--fast-path-min-bytes", "0"],
+        capture_output=True, text=True, cwd=ROOT, check=False, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    for key in ("duckdb_spans_per_s", "aiobs_spans_per_s", "ratio", "aiobs_peak_rss_bytes",
+                "duckdb_peak_rss_bytes", "file_bytes"):
+        assert figures[key] > 0, key
+    assert figures["spans_generated"] == figures["spans_written"] == 20_000
+    assert figures["spans_quarantined"] == 0
+    assert figures["fast_path_files"] == 1
+    assert not (tmp_path / "landing").exists()  # the generated file is deleted afterwards
+    text = report(figures)
+    for label in ("DuckDB read_ndjson", "spans/s", "ratio aiobs / DuckDB", "peak RSS", "spans written 20,000"):
+        assert label in text
+
+
+def test_synthetic_spans_are_native_about_2kb_and_inside_the_hour(tmp_path: Path) -> None:
+    hour = datetime(2026, 10, 1, 5, tzinfo=UTC)
+    path = tmp_path / "s.jsonl"
+    size = write_native_spans(path, 500, hour)
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 500 and 1500 < size / 500 < 3000
+    spans = [orjson.loads(line) for line in lines]
+    assert all(native.matches(s) for s in spans)
+    assert len({s["span_id"] for s in spans}) == 500
+    assert all(s["start_time"].startswith("2026-10-01T05:") for s in spans)
+    chat = next(s for s in spans if s["name"] == "chat_completion")
+    assert [m["role"] for m in chat["messages"]] == ["system", "user"] and len(chat["response"]) >= 200
+    assert {"user_id", "feature", "endpoint", "prompt_version"} <= set(chat["metadata"])
+    assert any(s.get("documents") for s in spans) and any(s["status"] == "error" for s in spans)
