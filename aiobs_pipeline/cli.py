@@ -196,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="settings file (default: $AIOBS_CONFIG or ./aiobs.toml)")
     p.set_defaults(func=cmd_trace_show)
 
+    from aiobs_pipeline.llmserver import add_arguments, run_from_args  # noqa: PLC0415 - stdlib only
+
+    p = sub.add_parser("llm-server", help="run the local OpenAI-compatible server (tests and the demo)")
+    add_arguments(p)
+    p.set_defaults(func=run_from_args)
+
     p = sub.add_parser("demo", help="generate demo data and materialise the whole pipeline on it")
     p.add_argument("--workdir", default=".", help="project folder holding var/ and .dagster_home/")
     p.add_argument("--days", type=int, default=8)

@@ -113,23 +113,22 @@ def run_demo(workdir: Path, days: int = 8, scale: float = 1.0, seed: int = 7) ->
     instance = DagsterInstance.get()
     hourly_job = defs.resolve_job_def("hourly_job")
     daily_job = defs.resolve_job_def("daily_job")
-    day = start
     failures = 0
-    while day < end:
-        last = min(day + timedelta(days=1), end) - timedelta(hours=1)
-        first_key, last_key = f"{day:%Y-%m-%d-%H:%M}", f"{last:%Y-%m-%d-%H:%M}"
-        for job, first, last_key_ in ((hourly_job, first_key, last_key),
-                                      (daily_job, f"{day:%Y-%m-%d}", f"{day:%Y-%m-%d}")):
-            t = _step(f"{job.name} for {first} .. {last_key_}")
-            result = job.execute_in_process(
-                instance=instance, raise_on_error=False, run_config=QUIET,
-                tags={"dagster/asset_partition_range_start": first,
-                      "dagster/asset_partition_range_end": last_key_, "aiobs/trigger": "demo"},
-            )
-            status = "ok" if result.success else "FAILED"
-            failures += 0 if result.success else 1
-            print(f"    {status}: run {result.run_id[:8]} in {time.monotonic() - t:.1f}s", flush=True)
-        day += timedelta(days=1)
+    # Hourly runs for every day first, then the daily runs: a day's satisfaction counts feedback that
+    # arrives up to a day after its answers, so it needs the next day's feedback hours ingested.
+    days = [start + timedelta(days=n) for n in range(int((end - start) / timedelta(days=1)))]
+    runs = [(hourly_job, f"{d:%Y-%m-%d-%H:%M}", f"{d + timedelta(hours=23):%Y-%m-%d-%H:%M}") for d in days]
+    runs += [(daily_job, f"{d:%Y-%m-%d}", f"{d:%Y-%m-%d}") for d in days]
+    for job, first, last in runs:
+        t = _step(f"{job.name} for {first} .. {last}")
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET,
+            tags={"dagster/asset_partition_range_start": first,
+                  "dagster/asset_partition_range_end": last, "aiobs/trigger": "demo"},
+        )
+        failures += 0 if result.success else 1
+        print(f"    {'ok' if result.success else 'FAILED'}: run {result.run_id[:8]} in "
+              f"{time.monotonic() - t:.1f}s", flush=True)
 
     t = _step("evaluating sensors on the result")
     for line in evaluate_sensors(defs, instance, start):
@@ -138,7 +137,7 @@ def run_demo(workdir: Path, days: int = 8, scale: float = 1.0, seed: int = 7) ->
     _step("results")
     from aiobs_pipeline.warehouse import read_warehouse_table  # noqa: PLC0415
 
-    for table in ("spans", "quarantined_spans", "ingest_audit"):
+    for table in ("spans", "quarantined_spans", "ingest_audit", "feedback_events", "satisfaction_scores"):
         frame = read_warehouse_table(settings, table)
         print(f"    {table}: {len(frame)} rows")
     quarantine = read_warehouse_table(settings, "quarantined_spans")

@@ -220,3 +220,64 @@ def markdown_table(columns: tuple[Column, ...]) -> str:
 
 if __name__ == "__main__":
     print(markdown_table(SPAN_COLUMNS))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Feedback events (aiobs_pipeline/feedback/): the canonical feedback-event table, its audit, and the allowed
+# event types and thumbs-down reasons. Quarantined feedback uses QUARANTINE_COLUMNS (span_id = the response).
+# ----------------------------------------------------------------------------------------------------------
+
+# Explicit events a user gives on purpose, then implicit ones the application observes.
+FEEDBACK_EVENT_TYPES: tuple[str, ...] = (
+    "thumbs_up", "thumbs_down", "rating", "hallucination_report",
+    "regenerated", "edited", "copied", "session_abandoned",
+)
+THUMBS_DOWN_REASONS: tuple[str, ...] = (
+    "incorrect_information", "not_helpful", "too_verbose", "misunderstood_question", "other",
+)
+# The feedback formats `feedback.events.detect_format` recognises (the source_format column).
+FEEDBACK_SOURCE_FORMATS: tuple[str, ...] = ("native", "langfuse", "langsmith")
+RATING_MIN, RATING_MAX = 1, 5
+
+FEEDBACK_COLUMNS: tuple[Column, ...] = (
+    Column("event_id", "str", True, "Event id from the source; 'derived-<hash>' of (span_id or trace_id, user_id, "
+           "event_type, timestamp) when the source has none."),
+    Column("span_id", "str", False, "The response (span) the feedback is about; null for trace-level feedback."),
+    Column("trace_id", "str", False, "Trace of the response; at least one of span_id and trace_id is present."),
+    Column("user_id", "str", False, "End user who gave the feedback."),
+    Column("session_id", "str", False, "Conversation / session id."),
+    Column("event_type", "str", True, "One of FEEDBACK_EVENT_TYPES."),
+    Column("value", "float", False, "Rating 1-5 for rating events; the source's numeric score for mapped "
+           "Langfuse/LangSmith feedback; else null."),
+    Column("reason", "str", False, "thumbs_down only: one of THUMBS_DOWN_REASONS (null when not given)."),
+    Column("comment", "str", False, "Free text the user wrote."),
+    Column("original_text", "str", False, "edited only: the answer as generated."),
+    Column("edited_text", "str", False, "edited only: the answer after the user's edit (or a correction)."),
+    Column("diff_size", "int", False, "edited only: Levenshtein distance in characters between original and "
+           "edited text.", 0),
+    Column("duration_seconds", "float", False, "session_abandoned only: how long the session lasted.", 0),
+    Column("timestamp", "timestamp", True, "When the feedback was given, UTC."),
+    Column("source", "str", False, "Who produced it, as the source says (app, api, annotation, ...)."),
+    Column("source_format", "str", True, "Reader that produced the row: native, langfuse or langsmith."),
+    Column("source_file", "str", True, "Feedback file the row came from (relative to the feedback root)."),
+    Column("source_line", "int", True, "Line (JSONL) or record number (JSON documents), 1-based.", 1),
+    Column("export_hour", "timestamp", True, "The hourly partition (feedback landing hour) it was read in."),
+    Column("schema_version", "int", True, "Canonical schema version the row was written with.", 1),
+)
+FEEDBACK_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in FEEDBACK_COLUMNS)
+
+FEEDBACK_AUDIT_COLUMNS: tuple[Column, ...] = (
+    Column("export_hour", "timestamp", True, "The hourly partition."),
+    Column("source_file", "str", True, "Feedback file (relative to the feedback root)."),
+    Column("source_format", "str", False, "Format of the file's events (the most frequent one); null if none."),
+    Column("records_read", "int", True, "Lines (JSONL) or records (JSON documents) read from the file."),
+    Column("events_found", "int", True, "Candidate events found, unreadable records included."),
+    Column("events_written", "int", True, "Events written to the feedback events table."),
+    Column("events_quarantined", "int", True, "Events and records sent to quarantine."),
+    Column("quarantined_by_reason", "json", True, "Quarantined count per reason code."),
+    Column("late_events", "int", True, "Written events whose timestamp falls outside the export hour."),
+    Column("file_error", "str", False, "Why the file could not be read in full, if so."),
+    Column("schema_version", "int", True, "Canonical schema version."),
+)
+FEEDBACK_AUDIT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in FEEDBACK_AUDIT_COLUMNS)
+# ------------------------------------------------ end feedback ------------------------------------------------

@@ -25,6 +25,8 @@ from pydantic_settings import (
 )
 
 from aiobs_pipeline.costs.settings import CostSettings
+from aiobs_pipeline.feedback.settings import FeedbackSettings
+from aiobs_pipeline.llm import LLMSettings
 
 CONFIG_ENV = "AIOBS_CONFIG"
 DEFAULT_CONFIG_NAME = "aiobs.toml"
@@ -85,6 +87,8 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = WarehouseSettings()
     ingest: IngestSettings = IngestSettings()
     costs: CostSettings = CostSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    llm: LLMSettings = LLMSettings()
     base_dir: Path = Field(default=Path("."), description="Folder relative paths are resolved against.")
 
     @classmethod

@@ -42,7 +42,9 @@ def open_binary(path: Path) -> io.BufferedIOBase:
     magic = handle.read(2)
     handle.seek(0)
     if magic == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+        # gzip.open owns the file it opens; GzipFile(fileobj=...) would leave this handle open on close.
+        handle.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     if path.name.endswith(".gz"):
         handle.close()
         raise UnreadableFile(f"{path}: named .gz but is not gzip-compressed")

@@ -27,7 +27,7 @@ import operator
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -37,11 +37,14 @@ import pandas as pd
 
 from aiobs_pipeline.schema import (
     ABSURD_LIMITS,
+    FEEDBACK_COLUMNS,
+    FEEDBACK_EVENT_TYPES,
     KINDS,
     SOURCE_FORMATS,
     SPAN_COLUMN_BY_NAME,
     SPAN_COLUMNS,
     STATUSES,
+    Column,
 )
 
 if TYPE_CHECKING:
@@ -264,11 +267,10 @@ def _row_count(value: Any) -> int | None:
     return count
 
 
-def build_span_suite(expected_row_count: int | None = None,
-                     null_rate_limits: dict[str, float] | None = None) -> gx.ExpectationSuite:
-    """Build the spans ExpectationSuite from schema.py (optionally with the audit's row count)."""
-    limits = DEFAULT_LLM_NULL_RATE_LIMITS if null_rate_limits is None else dict(null_rate_limits)
-    _check_null_rate_limits(limits)
+def build_table_suite(name: str, columns: tuple[Column, ...], key_columns: Sequence[str],
+                      allowed: dict[str, Sequence[str]], expected_row_count: int | None = None,
+                      extra: Callable[[Callable[..., None], Any, Any], None] | None = None) -> gx.ExpectationSuite:
+    """Build a suite for a canonical table from its schema columns: existence, required, key, ranges, sets."""
     expected_row_count = _row_count(expected_row_count)
     _import_gx()
     import great_expectations.expectations as gxe
@@ -287,13 +289,13 @@ def build_span_suite(expected_row_count: int | None = None,
             meta={"order": len(expectations)},
         ))
 
-    for column in SPAN_COLUMNS:
+    for column in columns:
         add(gxe.ExpectColumnToExist, "column exists", column=column.name)
-    for column in SPAN_COLUMNS:
+    for column in columns:
         if column.required:
             add(gxe.ExpectColumnValuesToNotBeNull, "not null (required)", column=column.name)
-    add(gxe.ExpectCompoundColumnsToBeUnique, "unique per export hour", column_list=list(SPAN_KEY_COLUMNS))
-    for column in SPAN_COLUMNS:
+    add(gxe.ExpectCompoundColumnsToBeUnique, "unique per export hour", column_list=list(key_columns))
+    for column in columns:
         if column.type not in ("int", "float"):
             continue
         low, high = column.minimum, ABSURD_LIMITS.get(column.name)
@@ -306,33 +308,47 @@ def build_span_suite(expected_row_count: int | None = None,
         else:
             text = f"at most {_fmt_number(high)}"
         add(gxe.ExpectColumnValuesToBeBetween, text, column=column.name, min_value=low, max_value=high)
-    for name, allowed in (("kind", KINDS), ("status", STATUSES), ("source_format", SOURCE_FORMATS)):
-        add(gxe.ExpectColumnValuesToBeInSet, "one of " + ", ".join(allowed), column=name,
-            value_set=list(allowed))
-    add(gxe.ExpectColumnPairValuesAToBeGreaterThanB, "end_time ≥ start_time (where both are set)",
-        column_A="end_time", column_B="start_time", or_equal=True, ignore_row_if="either_value_is_missing")
-    for name, limit in limits.items():
-        share = 1.0 - float(limit)
-        add(gxe.ExpectColumnValuesToNotBeNull, f"set on ≥ {share:.0%} of llm spans", warn=True, column=name,
-            mostly=share, row_condition=RowColumn("kind") == "llm")
+    for column_name, values in allowed.items():
+        add(gxe.ExpectColumnValuesToBeInSet, "one of " + ", ".join(values), column=column_name,
+            value_set=list(values))
+    if extra is not None:
+        extra(add, gxe, RowColumn)
     if expected_row_count is not None:
-        add(gxe.ExpectTableRowCountToEqual, f"row count = {expected_row_count:,} (audit spans_written)",
+        add(gxe.ExpectTableRowCountToEqual, f"row count = {expected_row_count:,} (audit rows written)",
             value=expected_row_count)
-    return ExpectationSuite(name=SUITE_NAME, expectations=expectations)
+    return ExpectationSuite(name=name, expectations=expectations)
 
 
-def validate_spans(spans: pd.DataFrame, expected_row_count: int | None = None,
-                   null_rate_limits: dict[str, float] | None = None) -> SpanValidation:
-    """Validate a batch of canonical spans with the spans suite and return plain results."""
-    if not isinstance(spans, pd.DataFrame):
-        raise TypeError(f"validate_spans needs a pandas DataFrame, got {type(spans).__name__}")
+def build_span_suite(expected_row_count: int | None = None,
+                     null_rate_limits: dict[str, float] | None = None) -> gx.ExpectationSuite:
+    """Build the spans ExpectationSuite from schema.py (optionally with the audit's row count)."""
+    limits = DEFAULT_LLM_NULL_RATE_LIMITS if null_rate_limits is None else dict(null_rate_limits)
+    _check_null_rate_limits(limits)
+
+    def span_rules(add: Callable[..., None], gxe: Any, row_column: Any) -> None:
+        add(gxe.ExpectColumnPairValuesAToBeGreaterThanB, "end_time ≥ start_time (where both are set)",
+            column_A="end_time", column_B="start_time", or_equal=True, ignore_row_if="either_value_is_missing")
+        for name, limit in limits.items():
+            share = 1.0 - float(limit)
+            add(gxe.ExpectColumnValuesToNotBeNull, f"set on ≥ {share:.0%} of llm spans", warn=True, column=name,
+                mostly=share, row_condition=row_column("kind") == "llm")
+
+    return build_table_suite(
+        SUITE_NAME, SPAN_COLUMNS, SPAN_KEY_COLUMNS,
+        {"kind": KINDS, "status": STATUSES, "source_format": SOURCE_FORMATS},
+        expected_row_count, span_rules)
+
+
+def validate_frame(frame: pd.DataFrame, suite: gx.ExpectationSuite, id_column: str,
+                   expected_row_count: int | None = None) -> SpanValidation:
+    """Validate a DataFrame with a suite and return plain results (failing rows named by `id_column`)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"validation needs a pandas DataFrame, got {type(frame).__name__}")
     started = time.perf_counter()
-    expected_row_count = _row_count(expected_row_count)
-    suite = build_span_suite(expected_row_count, null_rate_limits)
     result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
-    if "span_id" in spans.columns:
-        result_format["unexpected_index_column_names"] = ["span_id"]
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": spans})
+    if id_column in frame.columns:
+        result_format["unexpected_index_column_names"] = [id_column]
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
     gx_result = batch.validate(suite, result_format=result_format)
     outcomes = sorted((_outcome(r) for r in gx_result.results), key=lambda pair: pair[0])
     results = [o for _, o in outcomes]
@@ -342,10 +358,27 @@ def validate_spans(spans: pd.DataFrame, expected_row_count: int | None = None,
         evaluated=len(results),
         failed=failed,
         results=results,
-        row_count=len(spans),
-        expected_row_count=expected_row_count,
+        row_count=len(frame),
+        expected_row_count=_row_count(expected_row_count),
         duration_s=time.perf_counter() - started,
     )
+
+
+def validate_spans(spans: pd.DataFrame, expected_row_count: int | None = None,
+                   null_rate_limits: dict[str, float] | None = None) -> SpanValidation:
+    """Validate a batch of canonical spans with the spans suite and return plain results."""
+    if not isinstance(spans, pd.DataFrame):
+        raise TypeError(f"validate_spans needs a pandas DataFrame, got {type(spans).__name__}")
+    expected_row_count = _row_count(expected_row_count)
+    suite = build_span_suite(expected_row_count, null_rate_limits)
+    return validate_frame(spans, suite, "span_id", expected_row_count)
+
+
+def validate_feedback(events: pd.DataFrame, expected_row_count: int | None = None) -> SpanValidation:
+    """Validate a batch of canonical feedback events (schema.FEEDBACK_COLUMNS) and return plain results."""
+    suite = build_table_suite("feedback_events", FEEDBACK_COLUMNS, ("export_hour", "event_id"),
+                              {"event_type": FEEDBACK_EVENT_TYPES}, expected_row_count)
+    return validate_frame(events, suite, "event_id", expected_row_count)
 
 
 def _outcome(gx_result: Any) -> tuple[int, ExpectationOutcome]:

@@ -26,7 +26,14 @@ from dagster import MetadataValue, OutputContext, TableColumn, TableSchema, Time
 from dagster._core.definitions.metadata import TableMetadataSet
 from dagster._core.storage.db_io_manager import TablePartitionDimension
 
-from aiobs_pipeline.schema import AUDIT_COLUMNS, QUARANTINE_COLUMNS, SPAN_COLUMNS, Column
+from aiobs_pipeline.schema import (
+    AUDIT_COLUMNS,
+    FEEDBACK_AUDIT_COLUMNS,
+    FEEDBACK_COLUMNS,
+    QUARANTINE_COLUMNS,
+    SPAN_COLUMNS,
+    Column,
+)
 
 LogicalType = Literal["str", "int", "float", "timestamp", "json", "bool", "date", "naive_timestamp"]
 Dialect = Literal["duckdb", "postgres"]
@@ -36,6 +43,9 @@ CANONICAL_TABLES: dict[str, tuple[Column, ...]] = {
     "spans": SPAN_COLUMNS,
     "quarantined_spans": QUARANTINE_COLUMNS,
     "ingest_audit": AUDIT_COLUMNS,
+    "feedback_events": FEEDBACK_COLUMNS,
+    "quarantined_feedback": QUARANTINE_COLUMNS,
+    "feedback_audit": FEEDBACK_AUDIT_COLUMNS,
 }
 
 # Any object column with one of these names holds JSON text, in whatever table it appears (priced_spans, ...).

@@ -125,7 +125,7 @@ VIOLATIONS = {
     "row_count_mismatch": (
         None,
         ("expect_table_row_count_to_equal", ()),
-        "row count = 11 (audit spans_written)", "(table)", ["| 10 rows |"]),
+        "row count = 11 (audit rows written)", "(table)", ["| 10 rows |"]),
 }
 
 
