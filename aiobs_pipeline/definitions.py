@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from aiobs_pipeline.defs import costs, feedback, ingest
+from aiobs_pipeline.defs import costs, feedback, hallucination, ingest
 from aiobs_pipeline.defs.jobs import daily_job
 from aiobs_pipeline.defs.resources import AiobsSettings
 from aiobs_pipeline.settings import Settings, get_settings
@@ -19,6 +19,6 @@ def build_resources(settings: Settings) -> dict[str, object]:
     return {"aiobs": AiobsSettings(), "warehouse": warehouse_for(settings)}
 
 
-DOMAINS = (ingest.defs, costs.defs, feedback.defs, Definitions(jobs=[daily_job]))
+DOMAINS = (ingest.defs, costs.defs, feedback.defs, hallucination.defs, Definitions(jobs=[daily_job]))
 
 defs = Definitions.merge(*DOMAINS, Definitions(resources=build_resources(get_settings())))

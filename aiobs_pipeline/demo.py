@@ -76,6 +76,12 @@ def findings(settings: object) -> list[str]:
     for row in breaches.itertuples():
         lines.append(f"budget: {row.scope} {row.subject} at ${row.spend_usd:.2f} of ${row.budget_usd:.2f} "
                      f"({row.window}) at {row.hour:%Y-%m-%d %H:00} -> {row.recommended_action}")
+    flagged = read_warehouse_table(settings, "flagged_responses")
+    if len(flagged):
+        by = flagged.groupby(["feature", "prompt_version"], dropna=False).size().sort_values(ascending=False)
+        for (feature, version), count in by.head(5).items():
+            lines.append(f"hallucination risk: {count} high-risk answers of feature {feature}, "
+                         f"prompt version {version} (see flagged_responses)")
     summary = read_warehouse_table(settings, "cost_summary", order_by=["day"])
     if len(summary):
         last = summary.iloc[-1]

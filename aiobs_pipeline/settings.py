@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 from aiobs_pipeline.costs.settings import CostSettings
 from aiobs_pipeline.feedback.settings import FeedbackSettings
+from aiobs_pipeline.hallucination.settings import HallucinationSettings
 from aiobs_pipeline.llm import LLMSettings
 
 CONFIG_ENV = "AIOBS_CONFIG"
@@ -89,6 +90,7 @@ class Settings(BaseSettings):
     costs: CostSettings = CostSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     llm: LLMSettings = LLMSettings()
+    hallucination: HallucinationSettings = HallucinationSettings()
     base_dir: Path = Field(default=Path("."), description="Folder relative paths are resolved against.")
 
     @classmethod

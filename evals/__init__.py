@@ -1,0 +1,1 @@
+"""What ML engineers edit and review: prompt versions, eval datasets and detector-quality benchmarks."""
