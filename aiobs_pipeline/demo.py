@@ -96,8 +96,6 @@ def run_demo(workdir: Path, days: int = 8, scale: float = 1.0, seed: int = 7) ->
     os.chdir(workdir)
     home = prepare_dagster_home(workdir)
 
-    from dagster import DagsterInstance  # noqa: PLC0415 - after DAGSTER_HOME is set
-
     from aiobs_pipeline.generate import demo_window, generate  # noqa: PLC0415
     from aiobs_pipeline.settings import get_settings  # noqa: PLC0415
 
@@ -113,6 +111,38 @@ def run_demo(workdir: Path, days: int = 8, scale: float = 1.0, seed: int = 7) ->
     summary = generate(landing, start, end, seed=seed, scale=scale, feedback_root=feedback)
     print(f"    {summary.describe() if hasattr(summary, 'describe') else summary}")
     print(f"    done in {time.monotonic() - t:.1f}s", flush=True)
+
+    t = _step("starting the local OpenAI-compatible server for the LLM checks")
+    from aiobs_pipeline.llmserver.process import start_llm_server  # noqa: PLC0415
+
+    server = start_llm_server(seed=seed)
+    corpus = write_trusted_corpus(settings.resolve(Path("var/trusted_corpus")))
+    # The demo's own settings: the local server, not a paid API; the knowledge base as the trusted corpus.
+    # A small per-hour call budget spends the re-queries on the riskiest answers only, as in production.
+    os.environ.update({"AIOBS_LLM__BASE_URL": server.base_url,
+                       "AIOBS_HALLUCINATION__FACT_CHECK__CORPUS_DIR": str(corpus),
+                       "AIOBS_HALLUCINATION__CONSISTENCY__MAX_CALLS_PER_HOUR": "15",
+                       "AIOBS_HALLUCINATION__FACT_CHECK__MAX_CALLS_PER_HOUR": "15"})
+    print(f"    {server.base_url} (stopped when the demo ends); trusted corpus {corpus}", flush=True)
+    try:
+        return _run_pipeline(settings, home, start, end, started)
+    finally:
+        server.stop()
+
+
+def write_trusted_corpus(folder: Path) -> Path:
+    """Write the generator's knowledge base as the fact checker's trusted corpus (one Markdown file each)."""
+    from aiobs_pipeline.generate.scenario import KNOWLEDGE_BASE  # noqa: PLC0415
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for doc in KNOWLEDGE_BASE:
+        (folder / f"{doc.doc_id}.md").write_text(f"# {doc.title}\n\n{doc.text}\n")
+    return folder
+
+
+def _run_pipeline(settings: object, home: Path, start: datetime, end: datetime, started: float) -> int:
+    """Materialise every day, evaluate the sensors and print what was found."""
+    from dagster import DagsterInstance  # noqa: PLC0415
 
     from aiobs_pipeline.definitions import defs  # noqa: PLC0415 - loads settings and the warehouse
 
@@ -153,7 +183,7 @@ def run_demo(workdir: Path, days: int = 8, scale: float = 1.0, seed: int = 7) ->
     for line in findings(settings):
         print(f"    {line}")
     print(f"    warehouse: {settings.duckdb_path}")
-    print(f"    landing files: {landing}")
+    print(f"    landing files: {settings.landing_root}")
     print(f"    Dagster instance: {home}")
     print()
     print("Open the Dagster UI on these results with:")

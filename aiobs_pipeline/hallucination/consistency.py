@@ -247,10 +247,11 @@ def llm_span_ids(results: Iterable[LLMResult]) -> str:
 
 
 def result_frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
-    """Rows as a frame with exactly `columns`, in order, score as float (null when not scored)."""
+    """Rows as a frame with exactly `columns`, in order; score and priority float (null = NaN), counts int."""
     frame = pd.DataFrame(rows, columns=list(columns))
-    if "score" in frame.columns:
-        frame["score"] = pd.to_numeric(frame["score"], errors="coerce").astype("float64")
+    for name in ("score", "priority"):
+        if name in frame.columns:
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
     for name in ("calls", "cache_hits", "input_tokens", "output_tokens", "samples_requested", "samples_used",
                  "claims_total", "claims_checked", "supported", "refuted", "not_covered", "claims_failed"):
         if name in frame.columns:

@@ -66,6 +66,8 @@ from aiobs_pipeline.hallucination.text import (
 from aiobs_pipeline.llm import LLMClient, LLMResult
 
 logger = logging.getLogger(__name__)
+# bm25s sets its own logger to DEBUG on import, which would print every index build through any handler.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 PROMPT_NAME = "aiobs.factcheck.judge"
 PROMPT_VERSION = "1"
@@ -119,8 +121,7 @@ _HEDGES = re.compile(
     r"hypothetically|in theory)\b", re.I)
 _CONVERSATIONAL = re.compile(
     r"^(?:i(?:'m| am| can| will|'ll| would|'d| hope)|let me|let us|let's|feel free|hope|please|thanks|"
-    r"thank you|sure|of course|great question|happy to|glad to|you're welcome|you are welcome|here is|"
-    r"here are|here's|in summary|to summari[sz]e)\b", re.I)
+    r"thank you|sure|of course|great question|happy to|glad to|you're welcome|you are welcome)\b", re.I)
 _ASSERTION = re.compile(r"\b(?:is|was|are|were|has|have|had|isn't|wasn't|aren't|weren't)\b", re.I)
 
 
@@ -527,7 +528,7 @@ def parse_verdict(text: str | None) -> JudgeVerdict | None:
         return JudgeVerdict(verdict, " ".join(lines[1:]))
     found = {_upper_label(m) for m in _UPPER_LABELS.findall(raw)}
     if len(found) == 1:
-        return JudgeVerdict(found.pop(), raw if len(lines) > 1 else "")
+        return JudgeVerdict(found.pop(), raw)
     return None
 
 

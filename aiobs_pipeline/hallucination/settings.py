@@ -12,6 +12,9 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aiobs_pipeline.hallucination.consistency import ConsistencySettings
+from aiobs_pipeline.hallucination.factcheck import FactCheckSettings
+
 # Every signal the risk score can combine; each is 0-1 with higher = safer.
 SIGNALS: tuple[str, ...] = ("confidence", "citations", "user_reports", "grounding", "consistency", "fact_check")
 RISK_LEVELS: tuple[str, ...] = ("high", "medium", "low")
@@ -174,6 +177,8 @@ class HallucinationSettings(BaseModel):
     citations: CitationSettings = CitationSettings()
     grounding: GroundingSettings = GroundingSettings()
     risk: RiskSettings = RiskSettings()
+    consistency: ConsistencySettings = ConsistencySettings()
+    fact_check: FactCheckSettings = FactCheckSettings()
     halueval_thresholds: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_HALUEVAL_THRESHOLDS),
         description="Benchmark decision thresholds per HaluEval task ('qa', 'qa:no-length', ...): an output "
