@@ -202,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p)
     p.set_defaults(func=run_from_args)
 
+    from aiobs_pipeline.alerting.cli import add_parser as add_alerts_parser  # noqa: PLC0415
+
+    add_alerts_parser(sub)
+
     p = sub.add_parser("demo", help="generate demo data and materialise the whole pipeline on it")
     p.add_argument("--workdir", default=".", help="project folder holding var/ and .dagster_home/")
     p.add_argument("--days", type=int, default=8)

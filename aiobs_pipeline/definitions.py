@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from aiobs_pipeline.defs import costs, feedback, hallucination, ingest
-from aiobs_pipeline.defs.jobs import daily_job
+from aiobs_pipeline.defs import alerting, costs, feedback, hallucination, ingest, reporting
+from aiobs_pipeline.defs.jobs import daily_job, monthly_job, scheduled_jobs
 from aiobs_pipeline.defs.resources import AiobsSettings
 from aiobs_pipeline.settings import Settings, get_settings
 from aiobs_pipeline.warehouse import warehouse_for
@@ -19,6 +19,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
     return {"aiobs": AiobsSettings(), "warehouse": warehouse_for(settings)}
 
 
-DOMAINS = (ingest.defs, costs.defs, feedback.defs, hallucination.defs, Definitions(jobs=[daily_job]))
+DOMAINS = (ingest.defs, costs.defs, feedback.defs, hallucination.defs, alerting.defs, reporting.defs,
+           Definitions(jobs=[daily_job, monthly_job], schedules=scheduled_jobs))
 
 defs = Definitions.merge(*DOMAINS, Definitions(resources=build_resources(get_settings())))

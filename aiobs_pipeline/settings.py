@@ -24,10 +24,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from aiobs_pipeline.alerting.settings import AlertSettings
 from aiobs_pipeline.costs.settings import CostSettings
 from aiobs_pipeline.feedback.settings import FeedbackSettings
 from aiobs_pipeline.hallucination.settings import HallucinationSettings
 from aiobs_pipeline.llm import LLMSettings
+from aiobs_pipeline.reporting.settings import ReportingSettings
 
 CONFIG_ENV = "AIOBS_CONFIG"
 DEFAULT_CONFIG_NAME = "aiobs.toml"
@@ -91,6 +93,8 @@ class Settings(BaseSettings):
     feedback: FeedbackSettings = FeedbackSettings()
     llm: LLMSettings = LLMSettings()
     hallucination: HallucinationSettings = HallucinationSettings()
+    alerts: AlertSettings = AlertSettings()
+    reporting: ReportingSettings = ReportingSettings()
     base_dir: Path = Field(default=Path("."), description="Folder relative paths are resolved against.")
 
     @classmethod
