@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aiobs_pipeline.alerting.cli import add_parser as add_alerts_parser  # noqa: PLC0415
 
     add_alerts_parser(sub)
+    from aiobs_pipeline.evals.cli import add_parser as add_eval_parser  # noqa: PLC0415
+
+    add_eval_parser(sub)
 
     p = sub.add_parser("demo", help="generate demo data and materialise the whole pipeline on it")
     p.add_argument("--workdir", default=".", help="project folder holding var/ and .dagster_home/")

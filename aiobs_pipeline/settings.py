@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 from aiobs_pipeline.alerting.settings import AlertSettings
 from aiobs_pipeline.costs.settings import CostSettings
+from aiobs_pipeline.evals.settings import EvalSettings
 from aiobs_pipeline.feedback.settings import FeedbackSettings
 from aiobs_pipeline.hallucination.settings import HallucinationSettings
 from aiobs_pipeline.llm import LLMSettings
@@ -95,6 +96,7 @@ class Settings(BaseSettings):
     hallucination: HallucinationSettings = HallucinationSettings()
     alerts: AlertSettings = AlertSettings()
     reporting: ReportingSettings = ReportingSettings()
+    evals: EvalSettings = EvalSettings()
     base_dir: Path = Field(default=Path("."), description="Folder relative paths are resolved against.")
 
     @classmethod
