@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
 from aiobs_pipeline.alerting.settings import SEVERITIES, AlertSettings
 
@@ -459,7 +460,9 @@ def error_rate(ctx: RuleContext) -> RuleResult:
                     continue
                 failed = group[group["status"] == "error"]
                 rate = len(failed) / total
-                firing = rate > cfg.threshold
+                lower = (binomtest(len(failed), total).proportion_ci(cfg.confidence, method="wilson").low
+                         if cfg.confidence > 0 else rate)
+                firing = rate > cfg.threshold and lower > cfg.threshold
                 top: dict[str, int] = {}
                 if "error_message" in failed.columns and len(failed):
                     messages = failed["error_message"].fillna("(no message)").astype(str).str.slice(0, 120)
@@ -469,7 +472,8 @@ def error_rate(ctx: RuleContext) -> RuleResult:
                     rule="error_rate", scope=scope, subject=subject, status=_firing_or_ok(firing), hour=hour,
                     severity=cfg.severity if firing else None, value=rate, threshold=cfg.threshold,
                     summary=f"Error rate {rate:.1%} ({len(failed)}/{total} LLM spans) for {where} in {_when(hour)}",
-                    details={"llm_spans": total, "errors": len(failed), "error_rate": rate, "top_errors": top},
+                    details={"llm_spans": total, "errors": len(failed), "error_rate": rate,
+                             "error_rate_lower_bound": lower, "top_errors": top},
                     links=(ctx.links.partition("spans", hour), *_trace_links(ctx, failed)),
                 ))
     return result

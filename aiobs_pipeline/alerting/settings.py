@@ -56,6 +56,10 @@ class ErrorRateRule(RuleSettings):
 
     threshold: float = Field(default=0.05, ge=0, lt=1, description="Fire when the error rate is above this.")
     min_spans: int = Field(default=20, ge=1, description="LLM spans a subject needs in the hour to be judged.")
+    # At a 1% base rate, 2 errors in 30 calls is 6.7% by chance alone: fire only when the rate is above the
+    # threshold with this confidence (lower bound of the Wilson interval); 0 compares the raw rate.
+    confidence: float = Field(default=0.9, ge=0, lt=1,
+                              description="Confidence that the error rate exceeds the threshold (0 = raw rate).")
     scopes: list[Literal["total", "feature", "model", "endpoint"]] = Field(
         default_factory=lambda: ["total", "feature"], description="Subjects judged: all spans, per feature, ...")
     severity: Severity = "critical"
@@ -129,7 +133,8 @@ class CacheHitRule(RuleSettings):
     min_change: float = Field(default=0.15, gt=0, lt=1, description="Absolute change (0.15 = 15 points).")
     baseline_days: int = Field(default=7, ge=1, le=60)
     min_baseline_points: int = Field(default=3, ge=1)
-    min_input_tokens: int = Field(default=10_000, ge=1, description="Input tokens the hour and baseline need.")
+    # Below ~100k input tokens an hour, a handful of long cached prompts swings the share by 15 points.
+    min_input_tokens: int = Field(default=100_000, ge=1, description="Input tokens the hour and baseline need.")
     severity: Severity = "info"
 
 
@@ -140,7 +145,8 @@ class DistributionShiftRule(RuleSettings):
         default=0.25, gt=0, le=1, description="Total variation distance of the shares (0-1) that fires.")
     baseline_days: int = Field(default=7, ge=1, le=60)
     min_baseline_points: int = Field(default=3, ge=1)
-    min_calls: int = Field(default=50, ge=1, description="Billable calls the hour (and baseline) need.")
+    # With fewer calls, an ordinary quiet hour's mix alone moves the distance past 0.25.
+    min_calls: int = Field(default=200, ge=1, description="Billable calls the hour (and baseline) need.")
     severity: Severity = "info"
 
 

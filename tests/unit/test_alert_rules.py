@@ -41,6 +41,9 @@ def settings(**overrides: object) -> AlertSettings:
     base: dict[str, object] = {
         "error_rate": {"scopes": ["total"]}, "latency_p95": {"scopes": ["total"]},
         "satisfaction_low": {"window_hours": 1},
+        # The synthetic tables are small: judge them with small minimums.
+        "feature_usage_shift": {"min_calls": 50}, "model_distribution_shift": {"min_calls": 50},
+        "cache_hit_rate": {"min_input_tokens": 10_000},
     }
     base.update(overrides)
     return AlertSettings.model_validate(base)
