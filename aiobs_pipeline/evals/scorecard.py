@@ -63,7 +63,10 @@ def scorecard(priced_spans: pd.DataFrame, hallucination_scores: pd.DataFrame | N
     llm = _labels(llm[has_prompt])
     if llm.empty:
         return _empty()
-    llm = llm.assign(day=_day(llm["start_time"]), error=(llm["status"] == "error").astype(float),
+    # The day follows the export hour (the partition column), so a daily partition holds exactly the calls of
+    # its 24 export hours, late spans that started just before midnight included.
+    day_source = llm["export_hour"] if "export_hour" in llm.columns else llm["start_time"]
+    llm = llm.assign(day=_day(day_source), error=(llm["status"] == "error").astype(float),
                      ok_latency=llm["latency_ms"].where(llm["status"] == "ok"))
     grouped = llm.groupby(list(KEYS), sort=True)
     out = grouped.agg(calls=("span_id", "size"), error_rate=("error", "mean"),
