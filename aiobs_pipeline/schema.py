@@ -111,6 +111,8 @@ ABSURD_LIMITS: dict[str, float] = {
     "reasoning_tokens": 50_000_000,
     "reported_cost_usd": 100_000.0,
     "temperature": 10.0,
+    # Also keeps integers inside Int64: a larger max_tokens would crash the cast instead of being quarantined.
+    "max_tokens": 100_000_000,
 }
 
 QUARANTINE_COLUMNS: tuple[Column, ...] = (

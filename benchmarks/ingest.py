@@ -9,6 +9,10 @@ export hour, then times, each in a fresh subprocess so peak memory is that work'
       write: read (native fast path), row rules, dedupe, audit.
 Reports spans/s of both, their ratio and each one's peak RSS. Targets: aiobs at >= 1/3 of DuckDB's rate
 with peak RSS <= 3 GB. The workdir (a temporary folder unless given) is deleted afterwards unless --keep.
+
+Both steps use every core, so their wall-clock ratio depends on what else the machine runs at the time;
+each step's CPU seconds (all threads) and the 1-minute load average before it are reported as well, and the
+CPU ratio is the steadier figure on a shared machine.
 """
 
 from __future__ import annotations
@@ -33,6 +37,20 @@ TARGET_RSS_BYTES = 3 * 1024**3
 BYTES_PER_SPAN = 2300
 
 
+def _cpu_seconds() -> float:
+    """User plus system CPU time of this process so far, all threads included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _load() -> float:
+    """The 1-minute load average (0 where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
 def _peak_rss_bytes() -> int:
     """Peak resident set size of this process (ru_maxrss is in KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -45,11 +63,15 @@ def run_duckdb(path: Path) -> dict[str, Any]:
 
     con = duckdb.connect()
     threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    load = _load()
+    cpu = _cpu_seconds()
     started = time.perf_counter()
     con.execute("CREATE TABLE spans AS SELECT * FROM read_ndjson(?)", [str(path)])
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu
     rows = con.execute("SELECT count(*) FROM spans").fetchall()[0][0]
-    return {"seconds": seconds, "rows": rows, "threads": threads, "peak_rss_bytes": _peak_rss_bytes()}
+    return {"seconds": seconds, "cpu_seconds": cpu, "load": load, "rows": rows, "threads": threads,
+            "peak_rss_bytes": _peak_rss_bytes()}
 
 
 def run_aiobs(landing_root: Path, hour: datetime, min_bytes: int | None, fast_path: bool) -> dict[str, Any]:
@@ -69,11 +91,16 @@ def run_aiobs(landing_root: Path, hour: datetime, min_bytes: int | None, fast_pa
         return result
 
     native_fast.try_read = counting  # type: ignore[assignment]
+    load = _load()
+    cpu = _cpu_seconds()
     started = time.perf_counter()
     result = ingest_partition(landing_root, hour, fast_path=fast_path)
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
+        "load": load,
         "spans_written": len(result.spans),
         "spans_quarantined": len(result.quarantined),
         "audit_spans_found": int(result.audit["spans_found"].sum()),
@@ -93,8 +120,8 @@ def _child(args: list[str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_generic: bool = False
-              ) -> dict[str, Any]:
+def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_generic: bool = False,
+              unique_text: bool = False) -> dict[str, Any]:
     """Generate the hour, run both measurements and return the figures."""
     from aiobs_pipeline.ingest.partition import landing_folder
     from benchmarks.synth import write_native_spans
@@ -108,7 +135,7 @@ def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_g
                          f"{spans * BYTES_PER_SPAN / 1e9:.1f} GB; pass --workdir or fewer --spans")
     path = folder / "spans.jsonl"
     started = time.perf_counter()
-    size = write_native_spans(path, spans, HOUR)
+    size = write_native_spans(path, spans, HOUR, unique_text=unique_text)
     generate_seconds = time.perf_counter() - started
 
     duck = _child(["--child", "duckdb", str(path)])
@@ -117,6 +144,7 @@ def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_g
     aiobs = _child(["--child", "aiobs", str(landing_root), hour, *extra])
     figures: dict[str, Any] = {
         "spans_generated": spans,
+        "unique_text": unique_text,
         "file_bytes": size,
         "generate_seconds": round(generate_seconds, 3),
         "duckdb_threads": duck["threads"],
@@ -126,7 +154,12 @@ def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_g
         "aiobs_seconds": round(aiobs["seconds"], 3),
         "aiobs_spans_per_s": round(spans / aiobs["seconds"]),
         "aiobs_peak_rss_bytes": aiobs["peak_rss_bytes"],
+        "duckdb_cpu_seconds": round(duck["cpu_seconds"], 3),
+        "aiobs_cpu_seconds": round(aiobs["cpu_seconds"], 3),
+        "duckdb_load": round(duck["load"], 2),
+        "aiobs_load": round(aiobs["load"], 2),
         "ratio": round((spans / aiobs["seconds"]) / (duck["rows"] / duck["seconds"]), 3),
+        "cpu_ratio": round((spans / aiobs["cpu_seconds"]) / (duck["rows"] / duck["cpu_seconds"]), 3),
         "spans_written": aiobs["spans_written"],
         "spans_quarantined": aiobs["spans_quarantined"],
         "fast_path_files": aiobs["fast_path_files"],
@@ -148,11 +181,14 @@ def report(figures: dict[str, Any]) -> str:
     gb = 1024**3
     lines = [
         f"aiobs ingest benchmark: {figures['spans_generated']:,} native spans in one hour, "
-        f"{figures['file_bytes'] / 1e9:.2f} GB (written in {figures['generate_seconds']:.1f} s)",
+        f"{figures['file_bytes'] / 1e9:.2f} GB (written in {figures['generate_seconds']:.1f} s)"
+        + (", every message and response unique" if figures.get("unique_text") else ""),
         f"  DuckDB read_ndjson (floor, {figures['duckdb_threads']} threads): {figures['duckdb_seconds']:8.2f} s "
-        f"{figures['duckdb_spans_per_s']:>10,} spans/s   peak RSS {figures['duckdb_peak_rss_bytes'] / gb:.2f} GB",
+        f"{figures['duckdb_spans_per_s']:>10,} spans/s   peak RSS {figures['duckdb_peak_rss_bytes'] / gb:.2f} GB   "
+        f"CPU {figures['duckdb_cpu_seconds']:.1f} s, load {figures['duckdb_load']:.1f}",
         f"  aiobs spans asset (ingest_partition):  {figures['aiobs_seconds']:8.2f} s "
-        f"{figures['aiobs_spans_per_s']:>10,} spans/s   peak RSS {figures['aiobs_peak_rss_bytes'] / gb:.2f} GB",
+        f"{figures['aiobs_spans_per_s']:>10,} spans/s   peak RSS {figures['aiobs_peak_rss_bytes'] / gb:.2f} GB   "
+        f"CPU {figures['aiobs_cpu_seconds']:.1f} s, load {figures['aiobs_load']:.1f}",
     ]
     if "generic_seconds" in figures:
         lines.append(f"  aiobs without the fast path:           {figures['generic_seconds']:8.2f} s "
@@ -161,7 +197,8 @@ def report(figures: dict[str, Any]) -> str:
     lines += [
         f"  ratio aiobs / DuckDB: {figures['ratio']:.2f} (target >= {figures['target_ratio']:.2f}: "
         f"{'met' if figures['ratio_met'] else 'NOT met'}); peak RSS target <= "
-        f"{figures['target_peak_rss_bytes'] / gb:.0f} GB: {'met' if figures['rss_met'] else 'NOT met'}",
+        f"{figures['target_peak_rss_bytes'] / gb:.0f} GB: {'met' if figures['rss_met'] else 'NOT met'}; "
+        f"CPU-time ratio {figures['cpu_ratio']:.2f}",
         f"  spans written {figures['spans_written']:,} of {figures['spans_generated']:,} generated, "
         f"quarantined {figures['spans_quarantined']:,}; files read by the fast path: {figures['fast_path_files']}",
     ]
@@ -178,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare-generic", action="store_true",
                         help="also time the per-record path (slow and memory-hungry at full size)")
     parser.add_argument("--fast-path-min-bytes", type=int, help="override native_fast.MIN_BYTES")
+    parser.add_argument("--unique-text", action="store_true",
+                        help="no two spans share a user message or response (memory without repeated text)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--generic", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -198,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="aiobs-bench-")) if temporary else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        figures = benchmark(args.spans, workdir, args.fast_path_min_bytes, args.compare_generic)
+        figures = benchmark(args.spans, workdir, args.fast_path_min_bytes, args.compare_generic, args.unique_text)
     finally:
         if not args.keep:
             if temporary:

@@ -74,8 +74,14 @@ def _pool(rng: np.random.Generator, size: int, low: int, high: int) -> list[str]
     return [json.dumps(_paragraph(rng, int(rng.integers(low, high)))) for _ in range(size)]
 
 
-def write_native_spans(path: Path, spans: int, hour: datetime, seed: int = 7, block: int = 20_000) -> int:
-    """Write `spans` synthetic native spans starting inside `hour` to `path`; return the bytes written."""
+def write_native_spans(path: Path, spans: int, hour: datetime, seed: int = 7, block: int = 20_000,
+                       unique_text: bool = False) -> int:
+    """Write `spans` synthetic native spans starting inside `hour` to `path`; return the bytes written.
+
+    The user messages and responses come from pools of 128 texts each, so whole messages repeat across spans
+    (as system prompts do in real traces, but more than real conversations would); `unique_text` appends
+    the span number to both, so that no two spans share a message or a response.
+    """
     rng = np.random.default_rng(seed)
     systems = _pool(rng, 16, 500, 800)
     users = _pool(rng, 128, 150, 350)
@@ -86,12 +92,18 @@ def write_native_spans(path: Path, spans: int, hour: datetime, seed: int = 7, bl
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         for first in range(0, spans, block):
             count = min(block, spans - first)
-            written += out.write(_block(rng, first, count, hour_ms, systems, users, responses, doc_texts))
+            written += out.write(_block(rng, first, count, hour_ms, systems, users, responses, doc_texts,
+                                        unique_text))
     return written
 
 
+def _unique(encoded: str, number: int) -> str:
+    """A JSON-encoded string pool entry with the span number appended inside the quotes."""
+    return f"{encoded[:-1]} (#{number})\""
+
+
 def _block(rng: np.random.Generator, first: int, count: int, hour_ms: np.datetime64, systems: list[str],
-           users: list[str], responses: list[str], doc_texts: list[str]) -> str:
+           users: list[str], responses: list[str], doc_texts: list[str], unique_text: bool = False) -> str:
     """One block of lines; per-span numbers are drawn as arrays, then each line is one template fill."""
     index = np.arange(first, first + count)
     offsets = rng.integers(0, 3_590_000, size=count)
@@ -129,8 +141,9 @@ def _block(rng: np.random.Generator, first: int, count: int, hour_ms: np.datetim
             provider=provider, model=model, response_model=response_model,
             status="error" if failed else "ok",
             error=f',"error":"{_ERRORS[p[5] % 4]}"' if failed else "",
-            system=systems[p[5] % len(systems)], user=users[p[6] % len(users)],
-            response=responses[p[7] % len(responses)],
+            system=systems[p[5] % len(systems)],
+            user=_unique(users[p[6] % len(users)], i) if unique_text else users[p[6] % len(users)],
+            response=_unique(responses[p[7] % len(responses)], i) if unique_text else responses[p[7] % len(responses)],
             prompt_tokens=int(prompt[j]), completion_tokens=int(completion[j]),
             total_tokens=int(prompt[j] + completion[j]), cost=repr(float(cost[j])), ttft=repr(float(ttft[j])),
             temperature=(0.0, 0.2, 0.7, 1.0)[p[3] % 4], bucket="AB"[p[0] % 2], **common,

@@ -1,90 +1,103 @@
-"""A columnar fast path for large, well-formed native JSONL files; same result as the per-record reader.
+"""A DuckDB fast path for large native JSON Lines files: the same spans, quarantine and audit as the
+per-record reader, without a Python object per parsed value.
 
 `partition.read_file` calls `try_read` first. It returns None (the generic path takes over) for files that
-are small, not JSON Lines, or not native, and for gzip streams that turn out to be damaged (the generic path
-reports those exactly). Otherwise it reads the file in bounded byte chunks and builds the candidate rows
-column by column instead of one dict per record:
+are small, not JSON Lines, not native, or damaged gzip streams, and if DuckDB fails. Otherwise one DuckDB
+query streams over the whole file:
 
-* each chunk's lines are parsed with orjson in one pass; a chunk holding a blank, non-UTF-8 or non-JSON line
-  is re-walked line by line with the same decoding and parsing as `files.iter_records`, so rejects carry the
-  same reasons and details;
-* lines of the usual shape (an object whose keys are all native keys, and whose usage, params and metadata
-  are objects or absent) are mapped to canonical columns with list comprehensions that mirror
-  `native.to_row` rule for rule; every other line (unknown top-level keys, a string where an object belongs,
-  a non-object line) goes through `native.read` and is spliced back in line order;
-* values are never cast here: a string token count stays a string, so the row rules report `invalid_type`
-  exactly as they do for the generic path, and the DataFrame is built once per file so pandas infers each
-  column's dtype from the same values the generic path would give it;
-* JSON columns are encoded here, as `quality.rules` would encode them (`json_encoded=True`).
+* Python reads the file (gzip by magic, as `files.open_binary` does) in blocks of whole physical lines and
+  numbers every line, blank ones included, exactly as `files.iter_lines` does. Each block reaches DuckDB as
+  Arrow record batches whose strings are views of the block's own bytes. Lines that do not start with `{`,
+  and lines that are not UTF-8 (Python's own decoder decides), stay in Python.
+* DuckDB parses each line once into a struct of JSON-typed fields (nothing is cast or lost), maps it to the
+  canonical columns as `native.to_row` does, and checks the row rules of `quality.rules` on the result. It
+  vouches for a line (`ok`) only when it is certain of both the values and the verdict. Everything else (a
+  failed rule, an unusual shape, a timestamp form it might parse differently, JSON that DuckDB accepts and
+  orjson refuses, repeated keys, deep nesting, ...) goes to the per-record path: `files` decoding and
+  parsing, `native.read`, then the row rules in `partition.ingest_files`, so reasons and details are the
+  generic path's own. Those rows get the dtypes `pd.DataFrame` would infer for the whole file
+  (`_rows_frame`), since the rules' checks and messages follow the dtype.
+* Vouched-for rows come back in batches (DuckDB's threads return them in interleaved runs), are converted to
+  canonical dtypes batch by batch (bounded memory; repeated strings share one object per batch), put in line
+  order, and handed over as `FileRead.prevalidated`, which `ingest_files` does not run through the rules.
 
-Why orjson and not DuckDB's or pyarrow's JSON readers: the canonical rows must hold the same Python values
-and the same JSON text as the per-record reader. Those readers accept or reject different inputs than orjson
-(lone surrogates, duplicate keys, numbers that overflow), re-serialise nested values differently, and cast or
-null out mismatched types. Nor would they be much faster here: on 2 KB spans, DuckDB's `read_ndjson` of the
-same fields into pandas took 5-11 µs per row, orjson plus the column mapping about 10 µs, because either way
-every string must become a Python object for the row rules.
+JSON columns hold DuckDB's compact JSON text, which may differ from orjson's in key order and number
+spelling (`1e5` vs `100000.0`) but parses to the same value; the warehouse stores JSON in canonical form
+(`warehouse.tables.canonical_json`), so the stored tables are identical.
 """
 
 from __future__ import annotations
 
-import gc
 import gzip
+import logging
+import os
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from aiobs_pipeline.ingest import detect, files, native
-from aiobs_pipeline.ingest.base import RawRecord, Reject, latency_between, parse_time
-from aiobs_pipeline.ingest.messages import content_text
+from aiobs_pipeline.ingest.base import RawRecord, Reject
+from aiobs_pipeline.ingest.messages import KIND_BY_NAME
 from aiobs_pipeline.ingest.partition import FileRead
-from aiobs_pipeline.schema import JSON_SPAN_COLUMNS
+from aiobs_pipeline.schema import (
+    ABSURD_LIMITS,
+    KINDS,
+    SCHEMA_VERSION,
+    SPAN_COLUMN_BY_NAME,
+    SPAN_COLUMN_NAMES,
+    SPAN_COLUMNS,
+    STATUSES,
+)
 
 # Files smaller than this take the generic path, which is fast enough there; tests lower it.
 MIN_BYTES = 4 * 1024 * 1024
-# Bytes read per chunk, about 120 spans of 2 KB: small enough that a chunk's parsed objects stay in the CPU
-# cache while each column is pulled out of them (measured: 16 MB chunks took twice as long per row).
-CHUNK_BYTES = 256 * 1024
+# Bytes of whole lines handed to DuckDB at once: bounds the memory of one block's text and results.
+BLOCK_BYTES = 8 * 1024 * 1024
+# Rows per Arrow record batch handed to DuckDB, so that its threads share a block.
+BATCH_ROWS = 2048
+# Rows per result batch converted to pandas at once.
+FETCH_ROWS = 16384
 # How many lines to look through for the first readable record, which decides the reader.
 SNIFF_LINES = 1000
-# Low-cardinality string columns whose repeated values share one str object, to save memory (measured:
-# a fifth of the rows' memory on 2 KB spans, for about 10% more read time).
-INTERNED = ("name", "kind", "status", "provider", "request_model", "response_model", "model", "error_message",
-            "user_id", "session_id", "environment", "app", "feature", "endpoint", "prompt_name",
-            "prompt_version", "metadata", "request_params")
-# Past this many distinct values a column is not low-cardinality and interning stops.
-INTERN_LIMIT = 100_000
+# A line with this many '[' and '{' could nest a value deeper than orjson can encode (254 levels), which the
+# row rules quarantine; such lines take the per-record path (a cheap, conservative bound on the depth).
+MAX_OPENERS = 200
+DUCKDB_THREADS = max(1, min(2, os.cpu_count() or 1))
+DUCKDB_MEMORY_LIMIT = "1GB"
 
-try:  # pandas' own list-to-array inference, as `pd.Series(list)` runs it (pandas 2.x; pinned < 3)
-    from pandas.core.dtypes.cast import maybe_convert_platform as _convert_platform
-except ImportError:  # pragma: no cover - a later pandas: fall back to the public constructor
-    _convert_platform = None
+# Columns filled from the file and the partition, not the line (set by `partition.ingest_files`).
+CONTEXT_COLUMNS = ("source_format", "source_file", "export_hour", "schema_version")
+# The columns a pre-validated frame holds, in canonical order.
+FRAME_COLUMNS = tuple(c.name for c in SPAN_COLUMNS if c.name not in CONTEXT_COLUMNS)
 
-_KNOWN = frozenset(native.KNOWN_KEYS)
-_fromisoformat = datetime.fromisoformat
-_OPTION = orjson.OPT_NON_STR_KEYS
-_JSON_COLUMNS = frozenset(JSON_SPAN_COLUMNS)
+log = logging.getLogger(__name__)
+_TS_DTYPE = pd.DatetimeTZDtype("ns", "UTC")
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype()}
 _READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile, files.UnreadableFile)
-
-
-class _Unencodable(Exception):
-    """A value that orjson parsed but cannot serialise again (nesting deeper than orjson.dumps allows)."""
+_OPEN_BRACE = ord("{")
+# Room after a block for the rest of its last line, so that it is read in place.
+_SLACK = 256 * 1024
 
 
 def try_read(path: Path, source_file: str) -> FileRead | None:
-    """Read a large native JSONL file column-wise; None when the generic path should read it instead."""
+    """Read a large native JSONL file with DuckDB; None when the generic path should read it instead."""
     try:
         if path.stat().st_size < MIN_BYTES or files._looks_like_document(path) or not _first_is_native(path):
             return None
-        with _gc_paused():
-            return _read(path, source_file)
+        return _read(path, source_file)
     except _READ_ERRORS:
         # Damaged gzip or a vanished file: the generic path reports it with the exact line it stopped at.
+        return None
+    except duckdb.Error as exc:
+        # Input the SQL does not expect must not stop the ingest: the generic path reads the file instead.
+        log.warning("native fast path failed on %s, reading it record by record: %s", source_file, exc)
         return None
 
 
@@ -102,374 +115,676 @@ def _first_is_native(path: Path) -> bool:
     return False
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC: parsing allocates millions of short-lived acyclic containers, which trigger
-    collections that find nothing to free (measured: 7-15% of the read time on 2 KB spans)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+# ---------------------------------------------------------------------------------------------------------
+# Reading blocks of physical lines
 
 
-def iter_chunks(path: Path, chunk_bytes: int | None = None) -> Iterator[tuple[int, list[bytes]]]:
-    """Yield (number of the first line, complete physical lines without b"\\n") in chunks of about
-    `chunk_bytes`; line numbers count every physical line, blank ones included, like `files.iter_lines`."""
-    size = chunk_bytes or CHUNK_BYTES
-    next_number = 1
-    carry = b""
+def iter_blocks(path: Path, block_bytes: int | None = None) -> Iterator[tuple[bytearray, int]]:
+    """Yield (buffer, length): the file's bytes in blocks of whole physical lines, about `block_bytes` each.
+
+    Every block but the last ends with b"\n", so line numbers run on from block to block. Each block is a
+    fresh buffer filled in place (no copy to join a block's last line), which Arrow then views without a copy.
+    """
+    size = block_bytes or BLOCK_BYTES
     with files.open_binary(path) as stream:
         while True:
-            block = stream.read(size)
-            if not block:
-                break
-            pieces = (carry + block).split(b"\n") if carry else block.split(b"\n")
-            carry = pieces.pop()
-            if pieces:
-                yield next_number, pieces
-                next_number += len(pieces)
-    if carry:
-        yield next_number, [carry]
+            buffer = bytearray(size + _SLACK)
+            view = memoryview(buffer)
+            length = stream.readinto(view[:size])
+            if not length:
+                return
+            if buffer[length - 1] != 0x0A:
+                tail = stream.readline()
+                if len(tail) <= _SLACK:
+                    view[length:length + len(tail)] = tail
+                    length += len(tail)
+                else:  # a very long last line: join it the slow way
+                    view.release()
+                    buffer = bytearray(buffer[:length] + tail)
+                    length = len(buffer)
+            yield buffer, length
 
 
-class _Columns:
-    """Per-file column lists, filled chunk by chunk in line order."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, list[Any]] = {}
-        self.rows = 0
-        self._caches: dict[str, dict[str, str] | None] = {name: {} for name in INTERNED}
-
-    def extend(self, chunk: dict[str, list[Any]], count: int) -> None:
-        """Append one chunk's columns; columns new to this file are back-filled with None."""
-        for name, values in chunk.items():
-            cache = self._caches.get(name)
-            if cache is not None:
-                # Only strings: 1, 1.0 and True are equal keys, and the rules report each by its own type.
-                values = [cache.setdefault(v, v) if v.__class__ is str else v for v in values]
-                if len(cache) > INTERN_LIMIT:
-                    self._caches[name] = None
-            column = self.data.get(name)
-            if column is None:
-                self.data[name] = [None] * self.rows + values
-            else:
-                column.extend(values)
-        self.rows += count
-        for column in self.data.values():
-            if len(column) < self.rows:
-                column.extend([None] * (self.rows - len(column)))
-
-    def frame(self) -> pd.DataFrame | None:
-        """One DataFrame for the whole file, so pandas infers each column's dtype from all its values."""
-        if not self.rows:
-            return None
-        arrays = {}
-        for name in list(self.data):
-            arrays[name] = _infer(self.data.pop(name))
-        return pd.DataFrame(arrays, copy=False)
+def line_bounds(data: bytes | bytearray, length: int | None = None) -> np.ndarray:
+    """Offsets of the lines of data[:length]: line i is data[offsets[i]:offsets[i + 1]], b"\\n" included."""
+    end = len(data) if length is None else length
+    stops = []
+    find = data.find
+    at = find(b"\n", 0, end)
+    while at >= 0:
+        stops.append(at + 1)
+        at = find(b"\n", at + 1, end)
+    if not stops or stops[-1] != end:
+        stops.append(end)  # a last line without a newline
+    offsets = np.empty(len(stops) + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:] = stops
+    return offsets
 
 
-def _infer(values: list[Any]) -> Any:
-    """The array `pd.Series(values)` would hold, without its scan for datetime objects (JSON has none) and
-    without consolidating all columns into one block (measured: a quarter of the read time)."""
-    if _convert_platform is None:
-        return pd.Series(values)
-    return _convert_platform(values)
-
-
-def _read(path: Path, source_file: str) -> FileRead:
-    result = FileRead(path=path, source_file=source_file, source_format=native.FORMAT, json_encoded=True)
-    columns = _Columns()
-    for first, pieces in iter_chunks(path):
-        chunk, count, rejects, read = _read_chunk(first, pieces)
-        result.records_read += read
-        result.rejects.extend(rejects)
-        if count:
-            columns.extend(chunk, count)
-    result.rows = columns.frame()
-    return result
-
-
-def _read_chunk(first: int, pieces: list[bytes]) -> tuple[dict[str, list[Any]], int, list[Reject], int]:
-    """Turn one chunk of lines into (columns, row count, rejects, records read)."""
+def _is_utf8(data: bytearray, length: int) -> bool:
+    """Whether data[:length] decodes as UTF-8, by the decoder the generic path uses."""
+    if data.isascii():  # the unused end of the buffer is zeros, which are ASCII
+        return True
     try:
-        values = list(map(orjson.loads, pieces))
-        numbers = list(range(first, first + len(pieces)))
-        texts: list[str | None] = []
-        rejects: list[Reject] = []
-        read = len(pieces)
-    except orjson.JSONDecodeError:
-        values, numbers, texts, rejects, read = _walk(first, pieces)
-    fast_values: list[dict[str, Any]] = []
-    fast_numbers: list[int] = []
-    slow: list[tuple[int, dict[str, Any]]] = []
-    for index, value in enumerate(values):
-        if _is_fast(value):
-            fast_values.append(value)
-            fast_numbers.append(numbers[index])
-            continue
-        number = numbers[index]
-        text = texts[index] if texts else None
-        if text is None:
-            text = pieces[number - first].rstrip(b"\r").decode("utf-8")
-        for out in native.read([RawRecord(number, text, value)]):
-            if isinstance(out, Reject):
-                out.source_format = out.source_format or native.FORMAT
-                rejects.append(out)
-            else:
-                slow.append((len(fast_values), out))
-    try:
-        chunk = _assemble(fast_values, fast_numbers)
-    except _Unencodable:
-        chunk = _assemble_encodable(fast_values, fast_numbers, slow, rejects)
-    if slow:
-        chunk = _splice(chunk, slow, rejects)
-    # Rejects come from three places (decoding, the per-record reader, encoding); the generic path lists
-    # them in line order.
-    rejects.sort(key=lambda r: r.number or 0)
-    return chunk, len(chunk["source_line"]), rejects, read
-
-
-def _walk(first: int, pieces: list[bytes]) -> tuple[list[Any], list[int], list[str | None], list[Reject], int]:
-    """Line-by-line parsing, exactly as `files.iter_records`: skip blank lines, reject bad UTF-8 and JSON.
-
-    Returns values, their line numbers, their text when it had to be decoded apart (else None), rejects and
-    the number of records read (non-blank lines).
-    """
-    values: list[Any] = []
-    numbers: list[int] = []
-    texts: list[str | None] = []
-    rejects: list[Reject] = []
-    read = 0
-    for offset, piece in enumerate(pieces):
-        number = first + offset
-        line = piece.rstrip(b"\r")
-        if not line.strip():
-            continue
-        read += 1
-        try:
-            value = orjson.loads(line)
-            text = None
-        except orjson.JSONDecodeError:
-            # Not JSON as raw bytes: decode first, as the generic path does, so a leading BOM is dropped
-            # and bad UTF-8 is reported as such rather than as bad JSON.
-            decoded = files._decode(line, number)
-            item = decoded if isinstance(decoded, Reject) else files._parse(decoded, number)
-            if isinstance(item, Reject):
-                rejects.append(item)
-                continue
-            value, text = item.value, item.text
-        values.append(value)
-        numbers.append(number)
-        texts.append(text)
-    return values, numbers, texts, rejects, read
-
-
-def _is_fast(value: Any) -> bool:
-    """The usual shape, which `_assemble` maps without per-record code."""
-    if value.__class__ is not dict or not _KNOWN.issuperset(value):
+        bytes(memoryview(data)[:length]).decode("utf-8")
+    except UnicodeDecodeError:
         return False
-    for key in ("usage", "params", "metadata"):
-        part = value.get(key)
-        if part is not None and part.__class__ is not dict:
-            return False
     return True
 
 
-def _json(value: Any) -> str | None:
-    """Encode a JSON column value exactly as `quality.rules` does for the generic path."""
-    if value is None:
-        return None
-    try:
-        return orjson.dumps(value, option=_OPTION).decode()
-    except orjson.JSONEncodeError as exc:
-        raise _Unencodable(str(exc)) from exc
+_BLOCK_SCHEMA = pa.schema([("n", pa.int64()), ("line", pa.string()), ("cand", pa.bool_())])
 
 
-def _json_column(values: list[Any]) -> list[str | None]:
-    dumps = orjson.dumps
-    try:
-        return [None if v is None else dumps(v, option=_OPTION).decode() for v in values]
-    except orjson.JSONEncodeError as exc:
-        raise _Unencodable(str(exc)) from exc
+class _Lines:
+    """The file as Arrow record batches (n, line, cand) for DuckDB, produced while DuckDB consumes them.
 
+    Lines that do not start with '{' and lines that are not UTF-8 stay in Python: they are collected in
+    `kept` (number, bytes) for the per-record path. A read error (a damaged gzip stream) ends the stream
+    early and is kept in `error`: the caller then leaves the file to the generic path.
+    """
 
-def _as_id(values: list[Any]) -> list[Any]:
-    """`base.as_str` over a column: "" becomes None, ints become strings, other types stay for the rules."""
-    as_str = native.as_str
-    return [v if v.__class__ is str and v else as_str(v) for v in values]
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.kept: list[tuple[int, bytes]] = []
+        self.error: BaseException | None = None
 
+    def reader(self) -> pa.RecordBatchReader:
+        """A record batch reader over the whole file."""
+        return pa.RecordBatchReader.from_batches(_BLOCK_SCHEMA, self._batches())
 
-def _latency(start: Any, end: Any) -> float | None:
-    """`native.to_row`'s latency from start and end; the common "...Z" strings skip `parse_time`'s detours."""
-    if (start.__class__ is str and end.__class__ is str and start[-1:] == "Z" and end[-1:] == "Z"
-            and start[:1].isdigit() and end[:1].isdigit()):
-        # parse_time would strip (a no-op here: digit first, Z last) and rewrite Z as +00:00, which
-        # fromisoformat reads the same way.
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        first = 1
         try:
-            return (_fromisoformat(end) - _fromisoformat(start)).total_seconds() * 1000.0
-        except ValueError:
-            pass  # parse_time below decides, and raises or not exactly as for the generic path
+            for data, length in iter_blocks(self.path):
+                table, count = self._block(first, data, length)
+                first += count
+                yield from table.to_batches(max_chunksize=BATCH_ROWS)
+        except _READ_ERRORS as exc:
+            self.error = exc
+
+    def _block(self, first: int, data: bytearray, length: int) -> tuple[pa.Table, int]:
+        offsets = line_bounds(data, length)
+        count = len(offsets) - 1
+        numbers = np.arange(first, first + count, dtype=np.int64)
+        starts = offsets[:-1]
+        view = np.frombuffer(data, dtype=np.uint8, count=length)
+        cand = (offsets[1:] > starts) & (view[np.minimum(starts, length - 1)] == _OPEN_BRACE)
+        if length >= 2**31:
+            # Beyond Arrow's 32-bit string offsets (a line of gigabytes): the per-record path reads it.
+            cand[:] = False
+            table = pa.table([numbers[:0], pa.array([], type=pa.string()), cand[:0]], schema=_BLOCK_SCHEMA)
+        elif _is_utf8(data, length):
+            # The Arrow strings are views of the block's own bytes: no copy of the text.
+            lines = pa.StringArray.from_buffers(count, pa.py_buffer(offsets.astype(np.int32)),
+                                                pa.py_buffer(memoryview(data)[:length]))
+            table = pa.table([numbers, lines, cand], schema=_BLOCK_SCHEMA)
+        else:
+            # Lines that are not UTF-8 stay in Python (invalid_encoding); the others are copied for DuckDB.
+            good: list[int] = []
+            for index in np.flatnonzero(cand):
+                try:
+                    bytes(data[offsets[index]:offsets[index + 1]]).decode("utf-8")
+                    good.append(int(index))
+                except UnicodeDecodeError:
+                    cand[index] = False
+            table = pa.table([numbers[good],
+                              pa.array([bytes(data[offsets[i]:offsets[i + 1]]).decode("utf-8") for i in good],
+                                       type=pa.string()),
+                              np.ones(len(good), dtype=bool)], schema=_BLOCK_SCHEMA)
+        for index in np.flatnonzero(~cand):
+            raw = bytes(data[offsets[index]:offsets[index + 1]])
+            if raw.strip():  # blank lines are no records (files.iter_lines skips them too)
+                self.kept.append((int(numbers[index]), raw))
+        return table, count
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The SQL: parse, map (native.to_row) and validate (quality.rules) every line DuckDB can vouch for
+
+
+def _lit(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _in(values: Iterable[str]) -> str:
+    return "(" + ", ".join(_lit(v) for v in values) + ")"
+
+
+def _re_class(chars: str) -> str:
+    """The characters as the inside of an RE2 character class."""
+    return "".join(f"\\x{{{ord(c):x}}}" for c in chars)
+
+
+def _struct(keys: Iterable[str]) -> str:
+    """A from_json structure whose fields are all JSON, so nothing is cast or lost."""
+    return _lit(orjson.dumps({k: "JSON" for k in keys}).decode())
+
+
+# Python's str.strip() and str.isspace() whitespace: a required string is blank when it holds only these.
+_PY_SPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+_NOT_BLANK = _lit("[^" + _re_class(_PY_SPACE) + "]")
+# ASCII whitespace that str.strip() removes; kinds and statuses made of letters and these normalise alike.
+_ASCII_SPACE = "".join(c for c in _PY_SPACE if ord(c) < 128)
+_LETTERS_AND_SPACE = _lit("[A-Za-z" + _re_class(_ASCII_SPACE) + "]*")
+_TRIM = " || ".join(f"chr({ord(c)})" for c in _ASCII_SPACE)
+# JSON values DuckDB accepts and orjson refuses: NaN and Infinity (any case, signed), numbers that overflow a
+# double, and (after a comma) a trailing comma. Every JSON value follows ':', ',' or '['; one pattern per
+# character lets RE2 skip ahead to it. A string that merely looks like one of these takes the other path.
+_ODD_VALUE = r"[ \t\r\n]*([+-]?([nN][aA][nN]|[iI][nN][fF])|-?[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]{3}|-?[0-9]{300})"
+_LENIENT_JSON = (_lit(":" + _ODD_VALUE), _lit(r"\[" + _ODD_VALUE), _lit(r",([ \t\r\n]*[\]}]|" + _ODD_VALUE + ")"))
+# Escapes of a lone surrogate (orjson refuses it), NUL (the rules quarantine it) and \x01 (the key separator).
+_ESCAPES = _lit(r"\\u([dD][89abAB]|000[01])")
+_SEP = "chr(1)"
+_SEP_RE = "\\x01"
+# ISO-8601 forms that pandas (format="ISO8601") and base.parse_time read exactly as DuckDB reads them, years
+# inside pandas' nanosecond range; anything else (other forms, epoch µs/ns, floats) takes the other path.
+_ISO = _lit(r"(1[6-9]|2[0-2])[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+            r":[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?")
+_TS_LOW, _TS_HIGH = "TIMESTAMPTZ '1678-01-01 00:00:00+00'", "TIMESTAMPTZ '2262-01-01 00:00:00+00'"
+# Integer epochs whose parse_time result (a float division, then rounding to µs) is exact: seconds below
+# 1e11, milliseconds from 1e11 while seconds stay below 2**32 (the float error then stays under 0.5 µs).
+_EPOCH_S_MAX, _EPOCH_MS_MAX = 10**11, 2**32 * 1000
+# Integers that orjson, pandas (via float64) and DuckDB all hold exactly.
+_EXACT = 2**53
+
+_TOP = sorted(native.KNOWN_KEYS)
+_DETAILS = {"cached_input_tokens": ("prompt_tokens_details", "cached_tokens"),
+            "reasoning_tokens": ("completion_tokens_details", "reasoning_tokens")}
+_USAGE_KEYS = [*native.USAGE.values(), *(outer for outer, _ in _DETAILS.values())]
+# (canonical column, object, key) for every value taken from inside usage, params and metadata.
+_NESTED = ([(c, "u", k) for c, k in native.USAGE.items()] + [(c, "p", k) for c, k in native.PARAMS.items()]
+           + [(c, "m", k) for c, k in native.METADATA.items()])
+
+
+def _keys(expr: str) -> str:
+    """An object's keys as one string, each key between two \\x01 (which no key holds, see _ESCAPES)."""
+    return f"{_SEP} || array_to_string({expr}, {_SEP}) || {_SEP}"
+
+
+def _has(keys: str, key: str) -> str:
+    return f"contains({keys}, {_SEP} || {_lit(key)} || {_SEP})"
+
+
+def _repeated(keys: str, names: Iterable[str]) -> str:
+    """True when one of the names is a key twice (DuckDB reads the first, Python keeps the last)."""
+    # (?s): a key may hold a newline. Two occurrences may share the separator between them.
+    pattern = "(?s)" + "|".join(f"{_SEP_RE}{k}{_SEP_RE}(.*{_SEP_RE})?{k}{_SEP_RE}" for k in names)
+    return f"regexp_matches({keys}, {_lit(pattern)})"
+
+
+def _str(v: str) -> str:
+    # DuckDB writes a JSON string with its quotes: a type test without parsing the value again.
+    return f"CASE WHEN starts_with({v}, '\"') THEN ({v} ->> '$') END"
+
+
+def _num(v: str) -> str:
+    # Only JSON numbers cast: strings keep their quotes, and true/false/objects/arrays are not numbers.
+    return f"try_cast({v}::VARCHAR AS DOUBLE)"
+
+
+def _normalised(s: str, allowed: tuple[str, ...]) -> str:
+    """Python's s.strip().lower() when it is certain to be the same here (ASCII letters and spaces)."""
+    return (f"CASE WHEN {s} IN {_in(allowed)} THEN {s} "
+            f"WHEN regexp_full_match({s}, {_LETTERS_AND_SPACE}) THEN lower(trim({s}, {_TRIM})) END")
+
+
+def _build() -> tuple[str, str, list[str]]:
+    """The query over the file's lines (`blk`: n, line, cand) giving the canonical columns and whether DuckDB
+    vouches for each line (ok); the same query giving each check as a column of its own (check_0, ...,
+    for `explain_lines`); and the checks' SQL."""
+    route = " OR ".join([
+        f"(contains(line, '\\u') AND regexp_matches(line, {_ESCAPES}))",
+        *(f"regexp_matches(line, {p})" for p in _LENIENT_JSON),
+        f"strlen(line) - strlen(replace(replace(line, '[', ''), '{{', '')) >= {MAX_OPENERS}",
+    ])
+    # usage is read as a nested struct in the same pass (nothing but its fields is used); params and
+    # metadata stay JSON, because the keys without a canonical column are kept as JSON text.
+    top = orjson.dumps({k: ({u: "JSON" for u in _USAGE_KEYS} if k == "usage" else "JSON") for k in _TOP}).decode()
+    # Not a CASE around from_json: merging a struct result costs as much as a third of the parse.
+    parsed = (f"SELECT n, line, try(from_json(line, {_lit(top)})) AS j, {route} AS odd "
+              "FROM blk WHERE cand")
+    # The keys of the line and of its usage, params and metadata in one more pass ([] when not an object).
+    keyed = ("SELECT n, line, j, odd, CASE WHEN j IS NOT NULL THEN json_keys(line, ['$', '$.usage', '$.params', "
+             f"'$.metadata']) END AS k FROM ({parsed})")
+    objects = ["n", "line", "j", "odd", f"{_keys('k[1]')} AS ks", "j.usage AS u",
+               f"CASE WHEN len(k[2]) > 0 THEN {_keys('k[2]')} END AS uks"]
+    for alias, key, names, at in (("p", "params", native.PARAMS.values(), 3),
+                                  ("m", "metadata", native.METADATA.values(), 4)):
+        is_object = f"starts_with(j.{key}, '{{')"
+        objects.append(f"CASE WHEN {is_object} THEN from_json(j.{key}, {_struct(names)}) END AS {alias}")
+        objects.append(f"CASE WHEN {is_object} THEN {_keys(f'k[{at}]')} END AS {alias}ks")
+    with_objects = "SELECT " + ", ".join(objects) + f" FROM ({keyed})"
+
+    # Layer 1: the JSON value of every column as native.to_row picks it, typed but not yet judged.
+    raw: dict[str, str] = {col: f"j.{key}" for col, key in native.TOP_LEVEL.items()}
+    raw.update({col: f"{obj}.{key}" for col, obj, key in _NESTED})
+    raw.update(kind="j.kind", status="j.status", start_time="j.start_time", end_time="j.end_time")
+    layer1 = ["n", "line", "j", "odd", "ks", "uks", "pks", "mks"]
+    for col, (outer, inner) in _DETAILS.items():
+        # usage.<outer>.<inner> when the flat key is absent or null and <outer> is an object, which must not
+        # repeat a key either (rare: the list functions' cost is paid only then).
+        fallback = f"{raw[col]} IS NULL AND starts_with(u.{outer}, '{{')"
+        layer1.append(f"CASE WHEN {fallback} THEN len(json_keys(u.{outer})) = "
+                      f"len(list_distinct(json_keys(u.{outer}))) ELSE true END AS {col}_detail_ok")
+        raw[col] = f"CASE WHEN {fallback} THEN json_extract(u.{outer}, {_lit('$.' + inner)}) ELSE {raw[col]} END"
+    for column in SPAN_COLUMNS:
+        name, x = column.name, raw.get(column.name)
+        if x is None:
+            continue
+        layer1.append(f"{x} AS {name}_json")
+        if name in ("trace_id", "span_id", "parent_span_id"):
+            # base.as_str: strings as they are ("" is null), integers (as orjson reads them) as their digits.
+            layer1.append(f"CASE WHEN starts_with({x}, '\"') THEN nullif({x} ->> '$', '') "
+                          f"WHEN regexp_full_match({x}, '-?[0-9]{{1,18}}') THEN {x}::VARCHAR END AS {name}")
+        elif column.type == "str":
+            layer1.append(f"{_str(x)} AS {name}")
+        elif column.type in ("int", "float"):
+            layer1.append(f"{_num(x)} AS {name}")
+        elif column.type == "timestamp":
+            layer1.append(f"{_str(x)} AS {name}_text")
+            layer1.append(f"CASE WHEN regexp_full_match({x}, '[0-9]{{1,13}}') THEN {x}::VARCHAR::BIGINT END "
+                          f"AS {name}_epoch")
+    layer1.append(f"{_str('j.response')} AS output_text")
+    # Retrieved documents as (JSON text, keys) pairs, for native.normalise_documents below.
+    layer1.append(f"CASE WHEN starts_with(j.documents, '[') THEN list_transform(from_json(j.documents, '[\"JSON\"]'), "
+                  f"lambda d: {{'d': d, 'k': {_keys('json_keys(d)')}}}) END AS docs")
+    with_values = "SELECT " + ", ".join(layer1) + f" FROM ({with_objects})"
+
+    # Layer 2: timestamps, and kinds and statuses as given.
+    layer2 = ["*"]
+    for name in ("start_time", "end_time"):
+        text, epoch = f"{name}_text", f"{name}_epoch"
+        layer2.append(
+            f"CASE WHEN regexp_full_match({text}, {_ISO}) THEN try_cast({text} AS TIMESTAMPTZ) "
+            f"WHEN {epoch} < {_EPOCH_S_MAX} THEN make_timestamp({epoch} * 1000000)::TIMESTAMPTZ "
+            f"WHEN {epoch} < {_EPOCH_MS_MAX} THEN make_timestamp({epoch} * 1000)::TIMESTAMPTZ END AS {name}")
+    layer2.append(f"{_normalised('kind', KINDS)} AS kind_given")
+    layer2.append(f"{_normalised('status', STATUSES)} AS status_given")
+    with_times = "SELECT " + ", ".join(layer2) + f" FROM ({with_values})"
+
+    # Layer 3: what native.to_row derives: kind from the name, status from error, latency from the times.
+    inferred = " ".join(f"WHEN starts_with(lower(name), {_lit(prefix)}) THEN {_lit(kind)}"
+                        for prefix, kind in KIND_BY_NAME.items())
+    derived = [
+        "* EXCLUDE (kind, status, latency_ms)", "latency_ms AS latency_given",
+        f"CASE WHEN j.kind IS NOT NULL THEN kind_given {inferred} WHEN j.model IS NOT NULL AND "
+        f"({_has('ks', 'messages')} OR {_has('ks', 'response')}) THEN 'llm' ELSE 'chain' END AS kind",
+        "CASE WHEN j.status IS NOT NULL THEN status_given WHEN error_message <> '' THEN 'error' ELSE 'ok' END "
+        "AS status",
+        "CASE WHEN j.latency_ms IS NOT NULL THEN latency_ms WHEN end_time IS NOT NULL THEN "
+        "((epoch_us(end_time) - epoch_us(start_time))::DOUBLE / 1000000.0) * 1000.0 END AS latency_ms",
+    ]
+    with_derived = "SELECT " + ", ".join(derived) + f" FROM ({with_times})"
+
+    # Layer 4: the verdict. First the shape DuckDB can map exactly, then quality.rules' row rules.
+    checks = [
+        "j IS NOT NULL", "NOT odd",
+        # Every top-level key is a native key, none twice (json_keys lists repeats).
+        f"regexp_full_match(ks, {_lit(_SEP_RE + '((' + '|'.join(_TOP) + ')' + _SEP_RE + ')*')})",
+        f"NOT {_repeated('ks', _TOP)}",
+        # usage must be a non-empty object: its struct cannot tell {} or null from a string or a list.
+        f"NOT {_has('ks', 'usage')} OR (uks IS NOT NULL AND NOT {_repeated('uks', _USAGE_KEYS)})",
+        f"j.params IS NULL OR (pks IS NOT NULL AND NOT {_repeated('pks', native.PARAMS.values())})",
+        f"j.metadata IS NULL OR (mks IS NOT NULL AND NOT {_repeated('mks', native.METADATA.values())})",
+        *(f"{col}_detail_ok" for col in _DETAILS),
+        # A response that is not a string (content_text), and output_messages that are not a non-empty
+        # list (Python truthiness), take the per-record path.
+        "j.response IS NULL OR output_text IS NOT NULL",
+        "j.output_messages IS NULL OR (starts_with(j.output_messages, '[') AND j.output_messages <> '[]')",
+        # Documents that are not all objects (content_text), or that repeat doc_id or content.
+        f"docs IS NULL OR len(list_filter(docs, lambda x: NOT coalesce(starts_with(x.d, '{{'), false) OR "
+        f"{_repeated('x.k', ['doc_id', 'content'])})) = 0",
+        # Required strings are not blank.
+        *(f"regexp_matches({c}, {_NOT_BLANK})" for c in ("trace_id", "span_id", "name")),
+        "start_time IS NOT NULL",
+        # A kind inferred from the name only when its first characters are ASCII, so lower() agrees.
+        "j.kind IS NOT NULL OR regexp_full_match(left(name, 16), '[\\x01-\\x7f]*')",
+        f"kind IN {_in(KINDS)}", f"status IN {_in(STATUSES)}",
+        f"start_time >= {_TS_LOW} AND start_time < {_TS_HIGH}",
+        f"end_time_json IS NULL OR (end_time >= {_TS_LOW} AND end_time < {_TS_HIGH} AND end_time >= start_time)",
+    ]
+    for column in SPAN_COLUMNS:
+        name = column.name
+        if name not in raw or name in ("kind", "status", "start_time", "end_time"):
+            continue
+        if name in ("trace_id", "span_id", "parent_span_id"):
+            checks.append(f"{name}_json IS NULL OR {name} IS NOT NULL OR {name}_json = '\"\"'")
+        elif column.type == "str":
+            checks.append(f"{name}_json IS NULL OR {name} IS NOT NULL")
+        else:
+            bounds = [f"{name} IS NOT NULL", f"isfinite({name})", f"abs({name}) < {_EXACT}"]
+            if column.type == "int":
+                bounds.append(f"{name} = floor({name})")
+            if column.minimum is not None:
+                bounds.append(f"{name} >= {column.minimum}")
+            if name in ABSURD_LIMITS:
+                bounds.append(f"{name} <= {ABSURD_LIMITS[name]!r}")
+            if name == "latency_ms":
+                # Derived from the times when not given, and judged either way.
+                checks.append("latency_ms_json IS NULL OR latency_given IS NOT NULL")
+                checks.append("latency_ms IS NULL OR (" + " AND ".join(bounds) + ")")
+            else:
+                checks.append(f"{name}_json IS NULL OR (" + " AND ".join(bounds) + ")")
+
+    explain = ("SELECT n, " + ", ".join(f"coalesce(({c}), false) AS check_{i}" for i, c in enumerate(checks))
+               + f" FROM ({with_derived})")
+    verdict = "SELECT *, coalesce((" + ") AND (".join(checks) + f"), false) AS ok FROM ({with_derived})"
+    # The line itself only where DuckDB does not vouch for it: the per-record path reads it.
+    out = ["n", "ok", "CASE WHEN ok THEN NULL ELSE line END AS line",
+           # Which times were epoch numbers (bit 1 start, bit 2 end): see _representatives.
+           "(start_time_epoch IS NOT NULL)::INTEGER + 2 * (end_time_epoch IS NOT NULL)::INTEGER AS epochs"]
+    for name in FRAME_COLUMNS:
+        column = SPAN_COLUMN_BY_NAME[name]
+        if name == "source_line":
+            out.append("n AS source_line")
+        elif name == "model":
+            out.append("CASE WHEN response_model <> '' THEN response_model ELSE request_model END AS model")
+        elif name == "input_messages":
+            out.append("j.messages::VARCHAR AS input_messages")
+        elif name == "output_messages":
+            out.append("CASE WHEN j.output_messages IS NOT NULL THEN j.output_messages::VARCHAR "
+                       "WHEN j.response IS NOT NULL THEN '[{\"role\":\"assistant\",\"content\":' || j.response || '}]' "
+                       "END AS output_messages")
+        elif name == "request_params":
+            out.append(_leftover("j.params", "pks", native.PARAMS.values(), name))
+        elif name == "metadata":
+            out.append(_leftover("j.metadata", "mks", native.METADATA.values(), name))
+        elif name == "documents":
+            out.append(f"CASE WHEN docs IS NOT NULL THEN '[' || array_to_string(list_transform(docs, lambda x, i: "
+                       f"{_normalised_document('x.d', 'x.k', 'i')}), ',') || ']' ELSE j.documents::VARCHAR END "
+                       "AS documents")
+        elif column.type == "timestamp":
+            # Rows DuckDB does not vouch for may hold times outside pandas' nanosecond range.
+            out.append(f"CASE WHEN ok THEN {name} END AS {name}")
+        elif column.type == "int":
+            out.append(f"try_cast({name} AS BIGINT) AS {name}")
+        else:
+            out.append(name)
+    return "SELECT " + ", ".join(out) + f" FROM ({verdict})", explain, checks
+
+
+def _normalised_document(doc: str, keys: str, position: str) -> str:
+    """native.normalise_documents for one object: id from doc_id, text from content, score null, rank the
+    1-based position, each only where the key is missing (setdefault)."""
+    added = [
+        f"CASE WHEN NOT {_has(keys, 'id')} THEN '\"id\":' || coalesce(json_extract({doc}, '$.doc_id')::VARCHAR, 'null') END",
+        f"CASE WHEN NOT {_has(keys, 'text')} THEN '\"text\":' || coalesce(json_extract({doc}, '$.content')::VARCHAR, 'null') END",
+        f"CASE WHEN NOT {_has(keys, 'score')} THEN '\"score\":null' END",
+        f"CASE WHEN NOT {_has(keys, 'rank')} THEN '\"rank\":' || {position}::VARCHAR END",
+    ]
+    extra = "concat_ws(',', " + ", ".join(added) + ")"
+    return (f"CASE WHEN {extra} = '' THEN {doc}::VARCHAR ELSE left({doc}::VARCHAR, -1) || "
+            f"CASE WHEN {doc}::VARCHAR = '{{}}' THEN '' ELSE ',' END || {extra} || '}}' END")
+
+
+def _leftover(value: str, keys: str, mapped: Iterable[str], name: str) -> str:
+    """The keys of params/metadata without a canonical column (RFC 7386 merge patch: null removes a key);
+    null when every key has a column (the patch is skipped then)."""
+    mapped = list(mapped)
+    patch = _lit(orjson.dumps(dict.fromkeys(mapped)).decode())
+    only_mapped = _lit(_SEP_RE + "((" + "|".join(mapped) + ")" + _SEP_RE + ")*")
+    return (f"CASE WHEN starts_with({value}, '{{') AND NOT regexp_full_match({keys}, {only_mapped}) "
+            f"THEN nullif(json_merge_patch({value}, {patch})::VARCHAR, '{{}}') END AS {name}")
+
+
+SQL, _EXPLAIN_SQL, _CHECKS = _build()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per file
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"SET threads = {DUCKDB_THREADS}")
+    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    # A streamed source's rows come back in runs out of order either way (_concat puts them in order).
+    con.execute("SET preserve_insertion_order = false")
+    # Naive timestamps are UTC, as base.parse_time and pandas (utc=True) read them.
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+class _Slow:
+    """Lines DuckDB did not vouch for, read as the generic path reads them: decoding, parsing, native.read."""
+
+    def __init__(self, result: FileRead) -> None:
+        self.result = result
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, number: int, raw: bytes) -> None:
+        """One physical line (newline included): blank lines are skipped, like files.iter_lines does."""
+        line = raw.rstrip(b"\r\n")
+        if not line.strip():
+            return
+        self.result.records_read += 1
+        item = files._decode(line, number)
+        if isinstance(item, str):
+            item = files._parse(item, number)
+        if isinstance(item, Reject):
+            self.result.rejects.append(item)
+            return
+        for out in native.read([item]):
+            if isinstance(out, Reject):
+                out.source_format = out.source_format or native.FORMAT
+                self.result.rejects.append(out)
+            else:
+                self.rows.append(out)
+
+
+def _read(path: Path, source_file: str) -> FileRead | None:
+    """One DuckDB query streams over the whole file; valid rows are converted to pandas as they arrive."""
+    result = FileRead(path=path, source_file=source_file, source_format=native.FORMAT)
+    slow = _Slow(result)
+    lines = _Lines(path)
+    parts: list[dict[str, Any]] = []
+    con = _connect()
     try:
-        return latency_between(parse_time(start), parse_time(end))
-    except (ValueError, TypeError, OverflowError):
-        return None  # the row rules report the bad timestamp by name
+        con.register("blk", lines.reader())
+        for batch in con.sql(SQL).to_arrow_reader(FETCH_ROWS):
+            ok = batch.column(1).to_numpy(zero_copy_only=False)
+            failed = np.flatnonzero(~ok)
+            if len(failed):
+                numbers, texts = batch.column(0), batch.column(2)
+                for index in failed:
+                    slow.add(numbers[index].as_py(), texts[index].as_py().encode("utf-8"))
+            # All rows are converted (no Arrow filter copying every string); failed ones are dropped after.
+            part = _to_arrays(batch.drop_columns(["n", "ok", "line", "epochs"]))
+            part["epochs"] = batch.column(3).to_numpy(zero_copy_only=False).astype(np.int8)
+            if len(failed):
+                part = {name: values[ok] for name, values in part.items()}
+            count = len(part["source_line"])
+            result.records_read += count
+            if count:
+                parts.append(part)
+    finally:
+        con.close()
+    if lines.error is not None:
+        return None  # a damaged gzip stream: the generic path reports the line it stopped at
+    for number, raw in lines.kept:
+        slow.add(number, raw)
+    frame = _concat(parts) if parts else None
+    if slow.rows:
+        slow.rows.sort(key=lambda row: row["source_line"])
+        result.rows = _rows_frame(slow.rows, frame)
+    if frame is not None:
+        result.prevalidated = _with_context(frame, source_file)
+    result.rejects.sort(key=lambda reject: reject.number or 0)
+    return result
 
 
-def _kinds(values: list[dict[str, Any]]) -> list[Any]:
-    """`native.infer_kind` over a column, memoised on what it looks at when a span has no explicit kind."""
-    memo: dict[tuple[str, bool], Any] = {}
-    infer = native.infer_kind
-    out = []
-    for v in values:
-        kind = v.get("kind")
-        if kind is None:
-            name = v.get("name")
-            if name is None or name.__class__ is str:
-                key = (name or "", v.get("model") is not None and ("messages" in v or "response" in v))
-                kind = memo.get(key)
-                if kind is None:
-                    kind = memo[key] = infer(v)
-            else:
-                kind = infer(v)
-        out.append(kind)
-    return out
-
-
-def _extra(part: dict[str, Any] | None, mapped: dict[str, str]) -> dict[str, Any] | None:
-    """The keys of params/metadata that have no canonical column, as `native.to_row` keeps them."""
-    if part is None or mapped.keys() >= part.keys():
-        return None
-    return {k: v for k, v in part.items() if k not in mapped} or None
-
-
-def _detail(usage: dict[str, Any] | None, current: Any, outer: str, inner: str) -> Any:
-    """A token count from usage.<outer>.<inner> when the flat key was absent, as `native.to_row` does."""
-    if current is not None or usage is None:
-        return current
-    details = usage.get(outer) or {}
-    return details.get(inner) if isinstance(details, dict) else None
-
-
-def _assemble(values: list[dict[str, Any]], numbers: list[int]) -> dict[str, list[Any]]:
-    """Canonical columns for spans of the usual shape: `native.to_row`, one column at a time."""
-    cols: dict[str, list[Any]] = {}
-    for col, key in native.TOP_LEVEL.items():
-        cols[col] = [v.get(key) for v in values]
-    for col in ("trace_id", "span_id", "parent_span_id"):
-        cols[col] = _as_id(cols[col])
-    cols["kind"] = _kinds(values)
-    starts = cols["start_time"] = [v.get("start_time") for v in values]
-    ends = cols["end_time"] = [v.get("end_time") for v in values]
-    cols["latency_ms"] = [
-        lat if lat is not None else _latency(s, e) for lat, s, e in zip(cols["latency_ms"], starts, ends, strict=True)
-    ]
-    cols["status"] = [
-        s if (s := v.get("status")) is not None else ("error" if v.get("error") else "ok") for v in values
-    ]
-    cols["model"] = [r or q for r, q in zip(cols["response_model"], cols["request_model"], strict=True)]
-
-    usages = [v.get("usage") for v in values]
-    if any(u is not None for u in usages):
-        for col, key in native.USAGE.items():
-            cols[col] = [None if u is None else u.get(key) for u in usages]
-        cols["cached_input_tokens"] = [
-            _detail(u, c, "prompt_tokens_details", "cached_tokens")
-            for u, c in zip(usages, cols["cached_input_tokens"], strict=True)
-        ]
-        cols["reasoning_tokens"] = [
-            _detail(u, c, "completion_tokens_details", "reasoning_tokens")
-            for u, c in zip(usages, cols["reasoning_tokens"], strict=True)
-        ]
-    params = [v.get("params") for v in values]
-    if any(p is not None for p in params):
-        for col, key in native.PARAMS.items():
-            cols[col] = [None if p is None else p.get(key) for p in params]
-        cols["request_params"] = _json_column([_extra(p, native.PARAMS) for p in params])
-    metadata = [v.get("metadata") for v in values]
-    if any(m is not None for m in metadata):
-        for col, key in native.METADATA.items():
-            cols[col] = [None if m is None else m.get(key) for m in metadata]
-        cols["metadata"] = _json_column([_extra(m, native.METADATA) for m in metadata])
-
-    cols["input_messages"] = _json_column([v.get("messages") for v in values])
-    responses = [v.get("response") for v in values]
-    cols["output_text"] = [r if r.__class__ is str else content_text(r) for r in responses]
-    cols["output_messages"] = _json_column([
-        v.get("output_messages") or ([{"role": "assistant", "content": r}] if r is not None else None)
-        for v, r in zip(values, responses, strict=True)
-    ])
-    cols["documents"] = _json_column([
-        None if (d := v.get("documents")) is None else native.normalise_documents(d) for v in values
-    ])
-    cols["source_line"] = numbers
-    return cols
-
-
-def _assemble_encodable(values: list[dict[str, Any]], numbers: list[int], slow: list[tuple[int, dict[str, Any]]],
-                        rejects: list[Reject]) -> dict[str, list[Any]]:
-    """Reject the spans whose nested values cannot be encoded again, then assemble the rest."""
-    keep: list[int] = []
-    for index, (value, number) in enumerate(zip(values, numbers, strict=True)):
-        reject = _unencodable(native.to_row(value), number)
-        if reject is None:
-            keep.append(index)
+def _to_arrays(batch: pa.RecordBatch) -> dict[str, Any]:
+    """Each column in its canonical pandas dtype (as schema.conform makes them): object arrays of str/None,
+    Int64, float64 and datetime64[ns, UTC]."""
+    arrays: dict[str, Any] = {}
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        # Repeated strings (kinds, models, prompts, ...) share one Python object per batch.
+        series = column.to_pandas(types_mapper=_PANDAS_TYPES.get, deduplicate_objects=True,
+                                  coerce_temporal_nanoseconds=True)
+        if SPAN_COLUMN_BY_NAME[name].type == "timestamp" and series.dtype != _TS_DTYPE:
+            series = series.astype(_TS_DTYPE)
+        # Numbers are copied: a zero-copy view would keep DuckDB's whole exported batch (all its strings) alive.
+        if series.dtype == object:
+            arrays[name] = series.to_numpy()
+        elif series.dtype == np.float64:
+            arrays[name] = series.to_numpy(copy=True)
         else:
-            rejects.append(reject)
-    # Slow rows are placed by the count of fast rows before them, which shrinks with every rejected row.
-    kept_before = [0] * (len(values) + 1)
-    for index in keep:
-        kept_before[index + 1] = 1
-    for index in range(len(values)):
-        kept_before[index + 1] += kept_before[index]
-    slow[:] = [(kept_before[position], row) for position, row in slow]
-    return _assemble([values[i] for i in keep], [numbers[i] for i in keep])
+            arrays[name] = series.array.copy()
+    return arrays
 
 
-def _unencodable(row: dict[str, Any], number: int) -> Reject | None:
-    """A reject naming the JSON field that cannot be encoded, or None when the row encodes."""
-    for col in JSON_SPAN_COLUMNS:
-        try:
-            _json(row.get(col))
-        except _Unencodable as exc:
-            return Reject("invalid_json", f"line {number}: field '{col}' cannot be stored as JSON: {exc}",
-                          number, span_id=row.get("span_id") if isinstance(row.get("span_id"), str) else None,
-                          trace_id=row.get("trace_id") if isinstance(row.get("trace_id"), str) else None,
-                          source_format=native.FORMAT)
-    return None
+def _concat(parts: list[dict[str, Any]]) -> pd.DataFrame:
+    """Concatenate in line order, column by column, freeing each column's parts as soon as it is joined.
 
-
-def _splice(chunk: dict[str, list[Any]], slow: list[tuple[int, dict[str, Any]]],
-            rejects: list[Reject]) -> dict[str, list[Any]]:
-    """Insert rows from the per-record reader at their place among the fast rows (line order)."""
-    placed: list[tuple[int, dict[str, Any]]] = []
-    for position, row in slow:
-        reject = _unencodable(row, row["source_line"])
-        if reject is None:
-            placed.append((position, row))
+    DuckDB's threads return a streamed source's rows as interleaved ascending runs (one per vector), so the
+    runs are put in order and each column is joined from slices in one pass. (pandas' DataFrame concat would
+    also inspect every value of the all-null columns.)
+    """
+    pieces: list[tuple[int, int, int, int]] = []  # (first line, part, start, stop)
+    for index, part in enumerate(parts):
+        lines = np.asarray(part["source_line"], dtype=np.int64)
+        cuts = [0, *(np.flatnonzero(lines[1:] <= lines[:-1]) + 1).tolist(), len(lines)]
+        pieces.extend((int(lines[start]), index, start, stop) for start, stop in zip(cuts, cuts[1:], strict=False)
+                      if stop > start)
+    pieces.sort()
+    ends = [int(parts[i]["source_line"][stop - 1]) for _, i, _, stop in pieces]
+    order = None
+    if any(end >= nxt for end, (nxt, *_) in zip(ends, pieces[1:], strict=False)):
+        # Runs that overlap (not seen from DuckDB, but cheap to be safe): sort all rows.
+        lines = np.concatenate([np.asarray(part["source_line"], dtype=np.int64) for part in parts])
+        order = np.argsort(lines, kind="stable")
+        pieces = [(0, i, 0, len(part["source_line"])) for i, part in enumerate(parts)]
+    columns = {}
+    for name in list(parts[0]):
+        slices = [parts[i][name][start:stop] for _, i, start, stop in pieces]
+        if isinstance(slices[0], np.ndarray):
+            joined = np.concatenate(slices)
         else:
-            rejects.append(reject)
-    names = list(chunk)
-    names.extend(name for _, row in placed for name in row if name not in chunk and name not in names)
-    fast_count = len(chunk["source_line"])
-    out: dict[str, list[Any]] = {}
-    for name in names:
-        fast = chunk.get(name)
-        pick: Callable[[dict[str, Any]], Any] = (
-            (lambda row, n=name: _json(row.get(n))) if name in _JSON_COLUMNS else (lambda row, n=name: row.get(n))
-        )
-        merged: list[Any] = []
-        previous = 0
-        for position, row in placed:
-            if fast is None:
-                merged.extend([None] * (position - previous))
+            joined = type(slices[0])._concat_same_type(slices)
+        columns[name] = joined if order is None else joined[order]
+        for part in parts:
+            del part[name]
+    return pd.DataFrame(columns, copy=False)
+
+
+def _rows_frame(rows: list[dict[str, Any]], prevalidated: pd.DataFrame | None) -> pd.DataFrame:
+    """The per-record path's rows as `pd.DataFrame(rows)` of the whole file would hold them.
+
+    pandas picks a column's dtype from all of its values ([1, None] is float64, [1, "a"] object), and the
+    row rules' checks and messages follow the dtype. So each column gets, for the inference only, one value
+    of every kind the rows DuckDB vouched for had there (as native.to_row gave them), and loses them after.
+    """
+    if prevalidated is None:
+        return pd.DataFrame(rows)
+    kinds = {name: values for name, values in _representatives(prevalidated).items() if values}
+    extra = max((len(values) for values in kinds.values()), default=0)
+    padding = [{name: values[i % len(values)] for name, values in kinds.items()} for i in range(extra)]
+    frame = pd.DataFrame(rows + padding)
+    return frame.iloc[:len(rows)].copy()
+
+
+def _representatives(frame: pd.DataFrame) -> dict[str, list[Any]]:
+    """For each column, one Python value per kind of value (None, str, int, float, bool, list, dict) that
+    native.to_row gave the pre-validated rows there; JSON kinds are read from the JSON text."""
+    kinds: dict[str, list[Any]] = {}
+    epochs = frame["epochs"].to_numpy()
+    for column in SPAN_COLUMNS:
+        name = column.name
+        if name in CONTEXT_COLUMNS:
+            continue
+        values = frame[name]
+        null = values.isna().to_numpy()
+        found: list[Any] = [None] if null.any() else []
+        if not null.all():
+            if column.type == "timestamp":
+                epoch = (epochs & (1 if name == "start_time" else 2)) != 0
+                found += (["x"] if (~null & ~epoch).any() else []) + ([0] if epoch.any() else [])
+            elif column.type == "json":
+                found += _json_kinds(values.to_numpy()[~null])
+            elif column.type in ("int", "float"):
+                found.append(0.5)  # int64 or float64: the row rules treat both alike
             else:
-                merged.extend(fast[previous:position])
-            merged.append(pick(row))
-            previous = position
-        merged.extend(fast[previous:] if fast is not None else [None] * (fast_count - previous))
-        out[name] = merged
-    return out
+                found.append("x")
+        kinds[name] = found
+    return kinds
+
+
+def _json_kinds(texts: np.ndarray) -> list[Any]:
+    """A Python value per JSON kind among the texts; one list, object or string makes the column object
+    dtype whatever else it holds, so the scan stops at the first."""
+    found: dict[str, Any] = {}
+    for text in texts:
+        first = text[0]
+        if first in "[{\"":
+            return ["x"]
+        if first in "tf":
+            found["bool"] = True
+        elif "." in text or "e" in text or "E" in text:
+            found["float"] = 0.5
+        else:
+            found["int"] = 0
+    return list(found.values())
+
+
+def _with_context(frame: pd.DataFrame, source_file: str) -> pd.DataFrame:
+    """All canonical columns in canonical order; partition.ingest_files sets the export hour."""
+    size = len(frame)
+    context = {
+        "source_format": np.full(size, native.FORMAT, dtype=object),
+        "source_file": np.full(size, source_file, dtype=object),
+        "export_hour": pd.array(np.full(size, np.datetime64("NaT"), dtype="datetime64[ns]"),
+                                dtype="datetime64[ns, UTC]"),
+        "schema_version": pd.array(np.full(size, SCHEMA_VERSION), dtype="Int64"),
+    }
+    columns = {name: context[name] if name in context else frame[name] for name in SPAN_COLUMN_NAMES}
+    return pd.DataFrame(columns, copy=False)
+
+
+def merge_in_line_order(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """Two frames of one file's rows, each in line order and with the same columns and dtypes, as one frame
+    in line order: each column is written once into its place (pandas' concat then sort copies it twice)."""
+    lines_a = first["source_line"].to_numpy(dtype=np.int64)
+    lines_b = second["source_line"].to_numpy(dtype=np.int64)
+    total = len(lines_a) + len(lines_b)
+    at_b = np.searchsorted(lines_a, lines_b) + np.arange(len(lines_b))
+    at_a = np.ones(total, dtype=bool)
+    at_a[at_b] = False
+    order = np.empty(total, dtype=np.int64)
+    order[at_a] = np.arange(len(lines_a))
+    order[at_b] = np.arange(len(lines_a), total)
+    columns = {}
+    for name in first.columns:
+        a, b = first[name].array, second[name].array
+        if isinstance(a, pd.arrays.NumpyExtensionArray):
+            out = np.empty(total, dtype=a.dtype.numpy_dtype)
+            out[at_a] = a.to_numpy()
+            out[at_b] = b.to_numpy()
+            columns[name] = out
+        else:
+            columns[name] = type(a)._concat_same_type([a, b]).take(order)
+    return pd.DataFrame(columns, copy=False)
+
+
+def explain_lines(path: Path) -> dict[int, list[str]]:
+    """Why DuckDB did not vouch for lines of a file (line number -> the checks they failed, as SQL), for
+    finding what sends a file's lines to the slower per-record path. Lines Python kept (blank, not starting
+    with '{', not UTF-8) are listed with the reason "kept in Python"."""
+    lines = _Lines(path)
+    failed: dict[int, list[str]] = {}
+    con = _connect()
+    try:
+        con.register("blk", lines.reader())
+        for batch in con.sql(_EXPLAIN_SQL).to_arrow_reader(FETCH_ROWS):
+            checks = [batch.column(i + 1).to_numpy(zero_copy_only=False) for i in range(len(_CHECKS))]
+            for row, number in enumerate(batch.column(0).to_pylist()):
+                broken = [sql for sql, values in zip(_CHECKS, checks, strict=True) if not values[row]]
+                if broken:
+                    failed[number] = broken
+    finally:
+        con.close()
+    for number, _ in lines.kept:
+        failed[number] = ["kept in Python"]
+    return dict(sorted(failed.items()))
+

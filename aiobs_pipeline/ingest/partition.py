@@ -64,6 +64,9 @@ class FileRead:
     file_error: str | None = None
     json_encoded: bool = False
     spans_found: int = 0
+    # Rows a fast path already validated, all canonical columns in canonical dtypes and order (the context
+    # columns are set here); they skip the row rules. `rows` then holds the file's other rows.
+    prevalidated: pd.DataFrame | None = None
 
 
 @dataclass
@@ -152,11 +155,13 @@ def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Pat
     _postprocess_by_format(reads)
     for read in reads:
         # Counted before the row rules, so the audit identity found = written + quarantined is a real check.
-        read.spans_found = (0 if read.rows is None else len(read.rows)) + len(read.rejects)
+        read.spans_found = (0 if read.rows is None else len(read.rows)) + len(read.rejects) + (
+            0 if read.prevalidated is None else len(read.prevalidated))
 
     valid_parts: list[pd.DataFrame] = []
     quarantine_parts: list[pd.DataFrame] = []
     for read in reads:
+        valid = None
         if read.rows is not None and len(read.rows):
             rows = read.rows
             rows["source_file"] = read.source_file
@@ -164,12 +169,28 @@ def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Pat
             rows["export_hour"] = export_hour
             rows["schema_version"] = SCHEMA_VERSION
             checked = apply_row_rules(rows, json_encoded=read.json_encoded)
-            valid_parts.append(checked.valid)
+            valid = checked.valid
             if len(checked.quarantined):
                 quarantine_parts.append(_with_raw(checked.quarantined, read.path))
+        if read.prevalidated is not None and len(read.prevalidated):
+            pre = read.prevalidated
+            pre["source_format"] = read.source_format
+            pre["source_file"] = read.source_file
+            pre["export_hour"] = pd.Series(export_hour, index=pre.index, dtype="datetime64[ns, UTC]")
+            pre["schema_version"] = pd.Series(SCHEMA_VERSION, index=pre.index, dtype="Int64")
+            if list(pre.columns) != list(SPAN_COLUMN_NAMES):
+                pre = pre[list(SPAN_COLUMN_NAMES)]  # a copy of the whole frame: fast paths give this order
+            if valid is not None and len(valid):
+                from aiobs_pipeline.ingest.native_fast import merge_in_line_order
+
+                # Both parts are in line order; the file's valid rows are listed in line order.
+                pre = merge_in_line_order(pre, valid)
+            valid = pre
+        if valid is not None:
+            valid_parts.append(valid)
         if read.rejects:
             quarantine_parts.append(_rejects_frame(read))
-        read.rows = None  # free memory as we go
+        read.rows = read.prevalidated = None  # free memory as we go
 
     valid_parts = [p for p in valid_parts if len(p)]
     spans = pd.concat(valid_parts, ignore_index=True) if valid_parts else empty_frame(SPAN_COLUMNS)
@@ -183,7 +204,9 @@ def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Pat
     quarantined = _finish_quarantine(quarantine_parts, export_hour)
     audit = build_audit(reads, spans, quarantined, export_hour)
     unreadable = [r.source_file for r in reads if r.file_error and r.records_read == 0]
-    return PartitionIngest(spans[list(SPAN_COLUMN_NAMES)], quarantined, audit, unreadable)
+    if list(spans.columns) != list(SPAN_COLUMN_NAMES):
+        spans = spans[list(SPAN_COLUMN_NAMES)]  # a copy of the whole hour: skipped when already in order
+    return PartitionIngest(spans, quarantined, audit, unreadable)
 
 
 def _postprocess_by_format(reads: list[FileRead]) -> None:
@@ -226,16 +249,35 @@ def _rejects_frame(read: FileRead) -> pd.DataFrame:
 
 
 def _with_raw(quarantined: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Attach the raw record text to row-rule rejects by re-reading just those records of the file."""
+    """Attach the raw record text to row-rule rejects by re-reading just those records of the file.
+
+    JSON Lines files are re-read line by line up to the last wanted line, decoding only the wanted lines (no
+    JSON parsing); the text is what `iter_records` gives a record (a leading BOM dropped, bad UTF-8 replaced).
+    """
+    import gzip
+    import zlib
+
+    from aiobs_pipeline.ingest.files import _decode, _looks_like_document, open_binary
+
     wanted = set(int(n) for n in quarantined["source_line"].dropna())
     raw: dict[int, str] = {}
     if wanted:
         try:
-            for item in iter_records(path):
-                if item.number in wanted:
-                    raw[item.number] = item.text if isinstance(item, RawRecord) else (item.raw or "")
-        except UnreadableFile:
-            pass
+            if _looks_like_document(path):
+                for item in iter_records(path):
+                    if item.number in wanted:
+                        raw[item.number] = item.text if isinstance(item, RawRecord) else (item.raw or "")
+            else:
+                last = max(wanted)
+                with open_binary(path) as stream:
+                    for number, line in enumerate(stream, start=1):
+                        if number in wanted and (stripped := line.rstrip(b"\r\n")).strip():
+                            text = _decode(stripped, number)
+                            raw[number] = (text.raw or "") if isinstance(text, Reject) else text
+                        if number >= last:
+                            break
+        except (UnreadableFile, OSError, EOFError, zlib.error, gzip.BadGzipFile):
+            pass  # unreadable, or a damaged gzip tail: the lines read before it keep their text
     out = quarantined.copy()
     out["detail"] = [
         f"{f}:{int(n) if pd.notna(n) else '?'}: {d}"

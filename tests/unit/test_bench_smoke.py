@@ -26,14 +26,16 @@ def test_benchmark_reports_rates_ratio_and_peak_memory(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
     for key in ("duckdb_spans_per_s", "aiobs_spans_per_s", "ratio", "aiobs_peak_rss_bytes",
-                "duckdb_peak_rss_bytes", "file_bytes"):
+                "duckdb_peak_rss_bytes", "file_bytes", "duckdb_cpu_seconds", "aiobs_cpu_seconds", "cpu_ratio"):
         assert figures[key] > 0, key
+    assert figures["duckdb_load"] >= 0 and figures["aiobs_load"] >= 0
     assert figures["spans_generated"] == figures["spans_written"] == 20_000
     assert figures["spans_quarantined"] == 0
     assert figures["fast_path_files"] == 1
     assert not (tmp_path / "landing").exists()  # the generated file is deleted afterwards
     text = report(figures)
-    for label in ("DuckDB read_ndjson", "spans/s", "ratio aiobs / DuckDB", "peak RSS", "spans written 20,000"):
+    for label in ("DuckDB read_ndjson", "spans/s", "ratio aiobs / DuckDB", "peak RSS", "spans written 20,000",
+                  "CPU-time ratio", "load"):
         assert label in text
 
 
@@ -51,3 +53,13 @@ def test_synthetic_spans_are_native_about_2kb_and_inside_the_hour(tmp_path: Path
     assert [m["role"] for m in chat["messages"]] == ["system", "user"] and len(chat["response"]) >= 200
     assert {"user_id", "feature", "endpoint", "prompt_version"} <= set(chat["metadata"])
     assert any(s.get("documents") for s in spans) and any(s["status"] == "error" for s in spans)
+
+
+def test_unique_text_spans_share_no_message_or_response(tmp_path: Path) -> None:
+    path = tmp_path / "u.jsonl"
+    write_native_spans(path, 300, datetime(2026, 10, 1, 5, tzinfo=UTC), unique_text=True)
+    spans = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    chats = [s for s in spans if s["name"] == "chat_completion"]
+    assert len({s["messages"][1]["content"] for s in chats}) == len(chats)
+    assert len({s["response"] for s in chats}) == len(chats)
+    assert all(native.matches(s) for s in spans)

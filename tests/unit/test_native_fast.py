@@ -1,4 +1,8 @@
-"""The native JSONL fast path gives exactly the generic path's spans, quarantine and audit."""
+"""The DuckDB fast path for native JSONL gives exactly the generic path's spans, quarantine and audit.
+
+JSON columns are compared in canonical form (parsed, keys sorted), as the warehouse stores them: DuckDB's JSON
+text may order keys or spell numbers differently from orjson's. Everything else must be equal as is.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pandas as pd
 import pytest
@@ -14,16 +19,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiobs_pipeline.ingest import native_fast
-from aiobs_pipeline.ingest.partition import PartitionIngest, ingest_files, landing_folder
+from aiobs_pipeline.ingest.base import RawRecord, Reject
+from aiobs_pipeline.ingest.files import iter_records
+from aiobs_pipeline.ingest.partition import PartitionIngest, _with_raw, ingest_files, landing_folder
+from aiobs_pipeline.schema import JSON_SPAN_COLUMNS, SPAN_COLUMN_NAMES
+from aiobs_pipeline.warehouse.tables import canonical_json
+from benchmarks.synth import write_native_spans
 
 HOUR = datetime(2026, 10, 1, 5, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Force the fast path on small files, with chunks small enough that lines straddle chunk boundaries."""
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force the fast path on small files, with blocks, Arrow batches and result batches so small that a file
+    spans many of each and DuckDB's threads return the rows out of order."""
     monkeypatch.setattr(native_fast, "MIN_BYTES", 0)
-    monkeypatch.setattr(native_fast, "CHUNK_BYTES", 700)
+    monkeypatch.setattr(native_fast, "BLOCK_BYTES", 700)
+    monkeypatch.setattr(native_fast, "BATCH_ROWS", 3)
+    monkeypatch.setattr(native_fast, "FETCH_ROWS", 5)
 
 
 def span(i: int, **overrides: object) -> dict:
@@ -103,6 +116,10 @@ def good_and_bad_lines() -> list[bytes]:
         "x" * 900,
         span(43, response="é" * 800),
         span(44, metadata={"user_id": 7, "session_id": ["s"], "feature": None}),
+        span(45, name="retrieve_docs", model=..., messages=..., response=...,
+             documents=[{"doc_id": "d9", "content": "x"}, {"id": None, "text": None, "score": 1, "rank": None}, {}]),
+        span(46, kind="  LLM ", status="OK"),
+        span(47, params={}, metadata={}, usage={"total_tokens": 3}),
     ]
     out = []
     for line in lines:
@@ -128,10 +145,19 @@ def both(paths: list[Path], root: Path) -> tuple[PartitionIngest, PartitionInges
     return ingest_files(paths, HOUR, root, fast_path=True), ingest_files(paths, HOUR, root, fast_path=False)
 
 
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """JSON columns in the warehouse's canonical form (key order and number spelling do not matter)."""
+    out = frame.copy()
+    for name in JSON_SPAN_COLUMNS:
+        out[name] = [None if v is None else canonical_json(v) for v in out[name]]
+    return out
+
+
 def assert_same(fast: PartitionIngest, generic: PartitionIngest) -> None:
-    """Spans in the same order; quarantine compared in line order, since the generic path lists the
-    per-record reader's rejects after each batch of 10,000 records rather than at their line."""
-    pd.testing.assert_frame_equal(fast.spans, generic.spans)
+    """Spans in the same order (JSON compared canonically); quarantine compared in line order, since the
+    generic path lists the per-record reader's rejects after each batch of 10,000 records."""
+    assert list(fast.spans.columns) == list(SPAN_COLUMN_NAMES)
+    pd.testing.assert_frame_equal(canonical(fast.spans), canonical(generic.spans))
     by_line = ["source_file", "source_line", "reason"]
     pd.testing.assert_frame_equal(fast.quarantined.sort_values(by_line, kind="stable").reset_index(drop=True),
                                   generic.quarantined.sort_values(by_line, kind="stable").reset_index(drop=True))
@@ -139,9 +165,16 @@ def assert_same(fast: PartitionIngest, generic: PartitionIngest) -> None:
     assert fast.unreadable_files == generic.unreadable_files
 
 
+def vouched(path: Path) -> list[int]:
+    """The lines DuckDB vouched for (the others went through the per-record path)."""
+    read = native_fast.try_read(path, path.name)
+    assert read is not None
+    return [] if read.prevalidated is None else read.prevalidated["source_line"].tolist()
+
+
 def test_fast_path_equals_generic_path_on_good_and_bad_lines(tmp_path: Path) -> None:
-    path = write(tmp_path, "mixed.jsonl", good_and_bad_lines(), final_newline=False)
-    assert native_fast.try_read(path, "mixed.jsonl") is not None
+    lines = good_and_bad_lines()
+    path = write(tmp_path, "mixed.jsonl", lines, final_newline=False)
     fast, generic = both([path], tmp_path)
     assert_same(fast, generic)
     reasons = set(generic.quarantined["reason"])
@@ -152,10 +185,41 @@ def test_fast_path_equals_generic_path_on_good_and_bad_lines(tmp_path: Path) -> 
     assert orjson.loads(spans.loc["s9", "documents"])[0] == {"doc_id": "d1", "content": "Paris is in France.",
                                                                "score": 0.9, "id": "d1", "text": "Paris is in France.",
                                                                "rank": 1}
+    assert orjson.loads(spans.loc["s45", "documents"]) == [
+        {"doc_id": "d9", "content": "x", "id": "d9", "text": "x", "score": None, "rank": 1},
+        {"id": None, "text": None, "score": 1, "rank": None},
+        {"id": None, "text": None, "score": None, "rank": 3}]
     assert spans.loc["s11", "status"] == "error" and pd.isna(spans.loc["s12", "latency_ms"])
     assert spans.loc["s20", "cached_input_tokens"] == 12 and spans.loc["s20", "reasoning_tokens"] == 4
-    bom_line = next(n for n, line in enumerate(good_and_bad_lines(), 1) if line.startswith(b"\xef\xbb\xbf"))
+    assert spans.loc["s46", "kind"] == "llm" and spans.loc["s46", "status"] == "ok"
+    bom_line = next(n for n, line in enumerate(lines, 1) if line.startswith(b"\xef\xbb\xbf"))
     assert spans.loc["s41", "source_line"] == bom_line  # a BOM on the line is dropped, as the generic path does
+    # DuckDB vouched for the usual lines itself; the odd ones went through the per-record path.
+    line_of = {}
+    for number, line in enumerate(lines, 1):
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and isinstance(value.get("span_id"), str):
+            line_of.setdefault(value["span_id"], number)
+    fast_lines = set(vouched(path))
+    for sid in ("s1", "s2", "s10", "s11", "s12", "s13", "s16", "s20", "s25", "s26", "s27", "s32", "s40", "s45", "s46"):
+        assert line_of[sid] in fast_lines, sid
+    for sid in ("s3", "s7", "s9", "s17", "s19", "s23", "s28", "s29", "s38"):
+        assert line_of[sid] not in fast_lines, sid
+
+
+def test_synthetic_benchmark_spans_are_all_vouched_for_by_duckdb(tmp_path: Path) -> None:
+    """The usual shape must not fall back to the per-record path (the benchmark's speed depends on it)."""
+    folder = landing_folder(tmp_path, HOUR)
+    folder.mkdir(parents=True)
+    path = folder / "bench.jsonl"
+    write_native_spans(path, 300, HOUR)
+    read = native_fast.try_read(path, "bench.jsonl")
+    assert read is not None and read.rows is None and not read.rejects
+    assert read.prevalidated["source_line"].tolist() == list(range(1, 301))
+    assert_same(*both([path], tmp_path))
 
 
 def test_fast_path_keeps_line_order_and_dedupes_across_files(tmp_path: Path) -> None:
@@ -166,6 +230,7 @@ def test_fast_path_keeps_line_order_and_dedupes_across_files(tmp_path: Path) -> 
     duplicates = fast.quarantined[fast.quarantined["reason"] == "duplicate_span_id"]
     assert len(duplicates) > 10 and set(duplicates["source_file"]) == {"2026/10/01/05/b.jsonl"}
     assert fast.spans.set_index("span_id").loc["s1", "source_file"] == "2026/10/01/05/a.jsonl"
+    assert fast.spans["source_line"].tolist()[:40] == list(range(1, 41))
 
 
 def test_fast_path_reads_gzip_and_leaves_damaged_gzip_to_the_generic_path(tmp_path: Path) -> None:
@@ -192,76 +257,260 @@ def test_fast_path_declines_small_foreign_and_document_files(tmp_path: Path, mon
     assert native_fast.try_read(native_file, "n.jsonl") is None
 
 
-def test_unencodable_nesting_is_rejected_not_crashing(tmp_path: Path) -> None:
+def test_json_duckdb_accepts_but_orjson_refuses_goes_the_generic_way(tmp_path: Path) -> None:
+    """Trailing commas, NaN/Infinity, overflowing numbers, lone surrogates and NUL escapes: DuckDB's parser is
+    lenient about the first four, the rules quarantine the last; the result must be the generic path's."""
+    def line(i: int, old: str, new: str) -> str:
+        text = json.dumps(span(i))
+        assert old in text
+        return text.replace(old, new)
+
+    lines = [
+        line(1, '"max_tokens": 256}', '"max_tokens": 256,}'),
+        line(2, '"question 2"}]', '"question 2"},]'),
+        line(3, '"cost": 0.0003', '"cost": NaN'),
+        line(4, '"cost": 0.0004', '"cost": -Infinity'),
+        line(5, '"temperature": 0.2', '"temperature": 1e999'),
+        line(6, '"messages": [', '"messages": [inf, '),
+        line(7, '"question 7"', '"question \\ud800"'),
+        line(8, '"question 8"', '"question \\u0000"'),
+        line(9, '"question 9"', '"q: NaN, [Infinity, 1e400"'),  # only looks odd: per-record path, still valid
+        line(10, '"question 10"', '"question \\ud83d\\ude00"'),
+        line(11, '"max_tokens": 256', '"max_tokens": 256, "x": 1' + "0" * 400),
+        line(12, '"usage": {', '"usage": {"other": NaN, '),
+        json.dumps(span(13)),
+    ]
+    path = write(tmp_path, "odd.jsonl", [text.encode() for text in lines])
+    fast, generic = both([path], tmp_path)
+    assert_same(fast, generic)
+    assert vouched(path) == [13]
+    assert {"s9", "s10", "s13"} <= set(fast.spans["span_id"])
+
+
+def test_repeated_keys_keep_the_last_value_as_python_does(tmp_path: Path) -> None:
+    """DuckDB reads the first of a repeated key, orjson the last: such lines go the generic way, or keep both
+    in JSON text whose canonical form keeps the last."""
+    good = json.dumps(span(1))
+    lines = [
+        good[:-1] + ', "span_id": "again"}',
+        good.replace('"prompt_tokens": 21', '"prompt_tokens": 21, "prompt_tokens": 22'),
+        good.replace('"temperature": 0.2', '"temperature": 0.2, "temperature": 0.3'),
+        good.replace('"user_id": "u1"', '"user_id": "u1", "user_id": "u2"'),
+        good.replace('"feature": "chat"', '"feature": "chat", "extra": 1, "extra": 2').replace('"s1"', '"s2"'),
+        good.replace('"role": "system"', '"role": "system", "role": "developer"').replace('"s1"', '"s3"'),
+        json.dumps(span(4, name="vector_search", documents=[{"doc_id": "a", "text": "x"}])).replace(
+            '"doc_id": "a"', '"doc_id": "a", "doc_id": "b"'),
+        json.dumps(span(5, usage={"prompt_tokens": 3, "prompt_tokens_details": {"cached_tokens": 1}})).replace(
+            '"cached_tokens": 1', '"cached_tokens": 1, "cached_tokens": 2'),
+    ]
+    path = write(tmp_path, "dups.jsonl", [line.encode() for line in lines])
+    fast, generic = both([path], tmp_path)
+    assert_same(fast, generic)
+    spans = generic.spans.set_index("span_id")
+    assert orjson.loads(spans.loc["s2", "metadata"]) == {"extra": 2}
+    assert spans.loc["s5", "cached_input_tokens"] == 2
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    ("2026-10-01T05:00:00Z", "2026-10-01T05:00:01.5Z"),
+    ("2026-10-01T05:00:00.123456Z", "2026-10-01T05:00:01.000001+00:00"),
+    ("2026-10-01 05:00:00", "2026-10-01T05:00:00.5"),
+    ("2026-10-01T07:00:00+02:00", "2026-10-01T01:00:01-04:00"),
+    ("2026-10-01T05:00:00.123456789Z", "2026-10-01T05:00:01.5Z"),
+    ("2026-10-01Z", "2026-10-02Z"),
+    ("20261001T050000Z", "20261001T050001.25Z"),
+    ("2026-10-01T24:00:00Z", "2026-10-02T00:00:01Z"),
+    ("2026-10-01T05:00:60Z", "2026-10-01T05:01:01Z"),
+    ("2026-10-01T05:00:00+24:00", "2026-10-01T05:00:00Z"),
+    ("1600-01-01T00:00:00Z", "1600-01-01T00:00:01Z"),
+    ("2299-01-01T00:00:00Z", "2299-01-01T00:00:01Z"),
+    (" 2026-10-01T05:00:00Z", "2026-10-01T05:00:01Z"),
+    (1790830800, 1790830801),
+    (1790830800123, 1790830800999),
+    (1790830800123456, 1790830800999999),
+    (1790830800123456789, 1790830800999999999),
+    (1790830800.25, 1790830801.5),
+    ("1790830800", "1790830801"),
+    (0, 1),
+    (True, None),
+    ("2026-10-01T05:00:00Z", None),
+    ("2026-10-01T05:00:00Z", ""),
+])
+def test_timestamp_forms_parse_as_the_generic_path_parses_them(tmp_path: Path, start: object, end: object) -> None:
+    line = span(1, start_time=start, end_time=end if end is not None else ...)
+    path = write(tmp_path, "t.jsonl", [json.dumps(line).encode(), json.dumps(span(2)).encode()])
+    assert_same(*both([path], tmp_path))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"trace_id": 123456789012345678},
+    {"trace_id": 1234567890123456789},
+    {"trace_id": 12.5},
+    {"trace_id": "   "},
+    {"trace_id": "\u00a0"},
+    {"parent_span_id": ""},
+    {"parent_span_id": 0},
+    {"name": "Embedding call", "model": ..., "messages": ...},
+    {"name": "ÉMBED", "model": ...},
+    {"name": "reran\u212a"},
+    {"name": "tool_call", "model": None},
+    {"name": "something", "model": None, "messages": None},
+    {"name": "something", "messages": ...},
+    {"kind": "\tTool\n"},
+    {"kind": "reran\u212a"},
+    {"kind": ""},
+    {"status": " Error "},
+    {"status": None, "error": ""},
+    {"error": 1},
+    {"params": {"max_tokens": 9007199254740993}},
+    {"params": {"max_tokens": 2.0, "top_p": 0}},
+    {"params": {"temperature": -0.0}},
+    {"params": {"temperature": "0.2"}},
+    {"usage": {}},
+    {"usage": None},
+    {"usage": {"prompt_tokens": 1e2, "completion_tokens": 50000001}},
+    {"usage": {"prompt_tokens": 5, "cached_tokens": None, "prompt_tokens_details": {}}},
+    {"cost": False},
+    {"latency_ms": 0, "time_to_first_token_ms": 86400000.5},
+    {"output_messages": []},
+    {"output_messages": {"role": "assistant"}},
+    {"output_messages": "text"},
+    {"response": None},
+    {"response": 42},
+    {"response": {"content": "in a dict"}},
+    {"documents": []},
+    {"documents": "one string"},
+    {"documents": [None]},
+    {"metadata": {"prompt_version": 2}},
+    {"metadata": {"user_id": None, "app": "a\u2028b"}},
+    {"metadata": []},
+    {"name": "x\u0085"},
+])
+def test_field_edge_cases_match_the_generic_path(tmp_path: Path, overrides: dict) -> None:
+    path = write(tmp_path, "e.jsonl", [json.dumps(span(1, **overrides)).encode(), json.dumps(span(2)).encode()])
+    assert_same(*both([path], tmp_path))
+
+
+def test_deep_nesting_is_quarantined_not_crashing(tmp_path: Path) -> None:
     deep: object = "leaf"
     for _ in range(300):
         deep = [deep]
+    very_deep = "[" * 1100 + "]" * 1100
     lines = [json.dumps(span(1)).encode(), json.dumps(span(2, messages=deep)).encode(),
-             json.dumps(span(3, surprise=deep)).encode(), json.dumps(span(4)).encode()]
+             json.dumps(span(3, surprise=deep)).encode(), json.dumps(span(4)).encode(),
+             json.dumps(span(5)).replace('"messages": [', '"messages": [' + very_deep + ", ").encode()]
     path = write(tmp_path, "deep.jsonl", lines)
-    read = native_fast.try_read(path, "deep.jsonl")
-    assert read is not None and read.rows["span_id"].tolist() == ["s1", "s4"]
-    assert [(r.reason, r.number) for r in read.rejects] == [("invalid_json", 2), ("invalid_json", 3)]
-    assert "field 'input_messages'" in read.rejects[0].detail and "field 'metadata'" in read.rejects[1].detail
-    assert read.records_read == 4
+    fast, generic = both([path], tmp_path)
+    assert_same(fast, generic)
+    assert fast.spans["span_id"].tolist() == ["s1", "s4"]
+    assert vouched(path) == [1, 4]
 
 
-def test_iter_chunks_numbers_physical_lines_across_chunk_boundaries(tmp_path: Path) -> None:
+def test_crlf_blank_lines_and_invalid_utf8_keep_their_line_numbers(tmp_path: Path) -> None:
+    lines = [json.dumps(span(i)).encode() + b"\r" for i in range(20)]
+    lines[5] = b""
+    lines[6] = b"  \t"
+    lines[9] = lines[9].replace(b"question", b"qu\xc3\x28estion")
+    lines[12] = b"\r"
+    path = write(tmp_path, "crlf.jsonl", lines)
+    fast, generic = both([path], tmp_path)
+    assert_same(fast, generic)
+    assert vouched(path) == [n for n in range(1, 21) if n not in (6, 7, 10, 13)]
+    assert fast.audit.iloc[0]["records_read"] == 17
+
+
+def test_a_duckdb_failure_falls_back_to_the_generic_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "a.jsonl", [json.dumps(span(i)).encode() for i in range(5)])
+    monkeypatch.setattr(native_fast, "SQL", "SELECT no_such_column FROM blk")
+    assert native_fast.try_read(path, "a.jsonl") is None
+    assert_same(*both([path], tmp_path))
+
+
+def test_iter_blocks_numbers_physical_lines_across_blocks(tmp_path: Path) -> None:
     path = tmp_path / "lines.jsonl"
     lines = [b"a" * n for n in (0, 5, 2000, 1, 0, 699, 700, 701)]
     path.write_bytes(b"\n".join(lines))
-    seen: list[tuple[int, bytes]] = []
-    for first, pieces in native_fast.iter_chunks(path, chunk_bytes=700):
-        seen.extend(enumerate(pieces, start=first))
-    assert seen == list(enumerate(lines, start=1))
+    seen: list[bytes] = []
+    for data, length in native_fast.iter_blocks(path, block_bytes=700):
+        offsets = native_fast.line_bounds(data, length)
+        seen.extend(bytes(data[a:b]).removesuffix(b"\n") for a, b in zip(offsets[:-1], offsets[1:], strict=True))
+    assert seen == lines
+
+
+def test_with_raw_reads_the_raw_lines_as_the_record_reader_gives_them(tmp_path: Path) -> None:
+    lines = [b'{"a": 1}', b"\xef\xbb\xbf{\"b\": 2}", b"", b"{bad\r", b"caf\xe9 {", b'{"c": "\xc3\xa9"}\r', b"  x  "]
+    for gz in (False, True):
+        path = write(tmp_path, "raw.jsonl.gz" if gz else "raw.jsonl", lines, gz=gz)
+        wanted = [1, 2, 4, 5, 6, 7, 40]
+        quarantined = pd.DataFrame({"source_file": "raw", "source_line": wanted, "detail": "d"})
+        expected = {}
+        for item in iter_records(path):
+            if item.number in wanted:
+                expected[item.number] = item.text if isinstance(item, RawRecord) else (item.raw or "")
+        raw = _with_raw(quarantined, path)["raw"].tolist()
+        assert raw == [Reject("x", "", raw=expected.get(n)).raw for n in wanted]
+        assert raw[1] == '{"b": 2}' and raw[2] == "{bad" and raw[-1] is None
 
 
 _scalar = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(-1e3, 1e6, allow_nan=False),
-                    st.text(max_size=6), st.sampled_from(["", "  ", "ok", "error", "llm", "tool"]))
+                    st.text(max_size=6), st.sampled_from(["", "  ", "ok", "error", "LLM ", "tool", "NaN", "1e999"]))
 _value = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-    st.sampled_from(["role", "content", "text", "id", "x"]), inner, max_size=3), max_leaves=6)
+    st.sampled_from(["role", "content", "text", "id", "doc_id", "x"]), inner, max_size=3), max_leaves=6)
+_stamp = st.one_of(_scalar, st.sampled_from(["2026-10-01T05:00:00Z", "2026-10-01T05:00:01.25+00:00",
+                                             "2026-10-01 05:00:02", "2026-10-01T05:00:00.1234567Z"]),
+                   st.integers(0, 2 * 10**12))
 _fields = st.fixed_dictionaries({}, optional={
     "kind": _scalar, "status": _scalar, "latency_ms": _scalar, "cost": _scalar, "error": _scalar,
     "model": _scalar, "response_model": _scalar, "name": _scalar, "parent_span_id": _scalar,
-    "start_time": st.one_of(_scalar, st.sampled_from(["2026-10-01T05:00:00Z", "2026-10-01T05:00:01.25+00:00"])),
-    "end_time": st.one_of(_scalar, st.just("2026-10-01T05:00:02Z")),
+    "start_time": _stamp, "end_time": _stamp,
     "usage": st.one_of(_value, st.fixed_dictionaries({}, optional={
-        "prompt_tokens": _scalar, "completion_tokens": _scalar, "prompt_tokens_details": _value})),
+        "prompt_tokens": _scalar, "completion_tokens": _scalar, "cached_tokens": _scalar,
+        "prompt_tokens_details": _value})),
     "params": st.one_of(_value, st.dictionaries(st.sampled_from(["temperature", "top_p", "seed"]), _scalar)),
     "metadata": st.one_of(_value, st.dictionaries(st.sampled_from(["user_id", "feature", "extra"]), _value)),
     "messages": _value, "response": _value, "output_messages": _value, "documents": _value, "other": _value,
 })
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(_fields, min_size=1, max_size=12))
 def test_fast_path_equals_generic_path_on_random_spans(tmp_path_factory: pytest.TempPathFactory,
                                                        fields: list[dict]) -> None:
     root = tmp_path_factory.mktemp("fuzz")
     lines = [json.dumps(span(0)).encode()]
-    lines += [json.dumps({"trace_id": "t", "span_id": f"f{i}", **f}).encode() for i, f in enumerate(fields)]
+    lines += [json.dumps({"trace_id": "t", "span_id": f"f{i}", "name": "n",
+                          "start_time": "2026-10-01T05:00:00Z", **f}).encode() for i, f in enumerate(fields)]
     path = write(root, "fuzz.jsonl", lines)
     assert_same(*both([path], root))
 
 
-@pytest.mark.parametrize(("start", "end"), [
-    ("2026-10-01T05:00:00Z", "2026-10-01T05:00:01.5Z"),
-    ("2026-10-01T05:00:00.123456789Z", "2026-10-01T05:00:01.5Z"),
-    ("2026-10-01Z", "2026-10-02Z"),
-    ("20261001T050000Z", "20261001T050001.25Z"),
-    ("2026-10-01T05:00:00+01:00Z", "2026-10-01T05:00:00Z"),
-    ("2026-10-01T24:00:00Z", "2026-10-01T05:00:00Z"),
-    ("2026-10-01 05:00:00Z", "2026-10-01T05:00:00.000001Z"),
-    ("1Z", "2Z"),
-    (" 2026-10-01T05:00:00Z", "2026-10-01T05:00:01+02:00"),
-    (1790830800, "2026-10-01T05:00:01Z"),
-    ("2026-10-01T05:00:00Z", None),
-])
-def test_latency_shortcut_matches_parse_time(start: object, end: object) -> None:
-    from aiobs_pipeline.ingest.base import latency_between, parse_time
+def test_prevalidated_frame_has_canonical_dtypes(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.jsonl", [json.dumps(span(i)).encode() for i in range(8)])
+    read = native_fast.try_read(path, "d.jsonl")
+    assert read is not None and read.rows is None
+    frame = read.prevalidated
+    assert list(frame.columns) == list(SPAN_COLUMN_NAMES)
+    assert frame["start_time"].dtype == "datetime64[ns, UTC]" and frame["input_tokens"].dtype == "Int64"
+    assert frame["latency_ms"].dtype == np.float64 and frame["trace_id"].dtype == object
+    assert frame["error_message"].tolist() == [None] * 8
 
-    try:
-        expected = latency_between(parse_time(start), parse_time(end))
-    except (ValueError, TypeError, OverflowError):
-        expected = None
-    assert native_fast._latency(start, end) == expected
+
+def test_merge_in_line_order_equals_concat_then_sort() -> None:
+    first = pd.DataFrame({"source_line": pd.array([1, 3, 6, 9], dtype="Int64"), "a": ["w", "x", None, "z"],
+                          "t": pd.to_datetime(["2026-10-01", None, "2026-10-02", "2026-10-03"], utc=True),
+                          "f": [0.5, np.nan, 1.5, 2.0]})
+    second = pd.DataFrame({"source_line": pd.array([2, 10], dtype="Int64"), "a": ["p", "q"],
+                           "t": pd.to_datetime(["2026-09-30", None], utc=True), "f": [np.nan, 3.0]})
+    expected = pd.concat([first, second], ignore_index=True).sort_values("source_line", ignore_index=True)
+    pd.testing.assert_frame_equal(native_fast.merge_in_line_order(first, second), expected)
+
+
+def test_explain_lines_names_the_checks_a_line_failed(tmp_path: Path) -> None:
+    lines = [json.dumps(span(1)).encode(), json.dumps(span(2, team="x")).encode(), b"",
+             json.dumps(span(3, usage={"prompt_tokens": -1})).encode(), b" " + json.dumps(span(4)).encode()]
+    path = write(tmp_path, "why.jsonl", lines)
+    why = native_fast.explain_lines(path)
+    assert set(why) == {2, 4, 5}
+    assert any("regexp_full_match(ks" in check for check in why[2])  # an unknown top-level key
+    assert any(check.startswith("input_tokens_json IS NULL") for check in why[4])
+    assert why[5] == ["kept in Python"]

@@ -264,3 +264,12 @@ def test_boolean_numbers_and_unstorable_json_are_quarantined(tmp_path: Path) -> 
     assert "temperature" in reasons["a.jsonl"]
     assert "metadata" in reasons["b.jsonl"] and "JSON" in reasons["b.jsonl"]
     assert result.spans.empty
+
+
+def test_integer_too_large_for_the_column_is_quarantined(tmp_path: Path) -> None:
+    line = json.dumps(span(1)).replace('"cost": 0.0001', '"cost": 0.0001, "params": {"max_tokens": 12345678901234567890256}')
+    write_hour(tmp_path, "big.jsonl", [line, json.dumps(span(2))])
+    result = ingest_partition(tmp_path, HOUR)
+    assert list(result.spans["span_id"]) == ["s2"]
+    assert result.quarantined["reason"].tolist() == ["absurd_value"]
+    assert "max_tokens" in result.quarantined["detail"].iloc[0]
