@@ -39,7 +39,7 @@ from aiobs_pipeline.hallucination import (
     score_frame,
     with_trace_documents,
 )
-from aiobs_pipeline.hallucination.consistency import CONSISTENCY_COLUMNS, check_consistency
+from aiobs_pipeline.hallucination.consistency import CONSISTENCY_COLUMNS, check_consistency, result_frame
 from aiobs_pipeline.hallucination.factcheck import FACT_CHECK_COLUMNS, TrustedCorpus, fact_check
 from aiobs_pipeline.llm import LLMClient, spans_from_results
 from aiobs_pipeline.schema import SPAN_COLUMNS, empty_frame
@@ -151,9 +151,8 @@ def llm_checks(context: AssetExecutionContext, aiobs: AiobsSettings, spans: pd.D
         context.log.info(f"{hour:%Y-%m-%d %H}:00 consistency {len(checked.frame)} answers"
                          + (f", fact checks {len(fact_frames[-1])}" if corpus is not None else ""))
     consistency = (pd.concat(consistency_frames, ignore_index=True) if consistency_frames
-                   else pd.DataFrame({c: pd.Series(dtype=t) for c, t in CONSISTENCY_COLUMNS.items()}))
-    facts = (pd.concat(fact_frames, ignore_index=True) if fact_frames
-             else pd.DataFrame({c: pd.Series(dtype=t) for c, t in FACT_CHECK_COLUMNS.items()}))
+                   else result_frame([], CONSISTENCY_COLUMNS))
+    facts = pd.concat(fact_frames, ignore_index=True) if fact_frames else result_frame([], FACT_CHECK_COLUMNS)
     window = context.partition_time_window
     # A call is filed under the export hour of the answer it checked, so re-running an hour replaces it.
     own = spans_from_results(results, llm_settings, export_hour=window.start) if results else empty_frame(SPAN_COLUMNS)

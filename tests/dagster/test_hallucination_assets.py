@@ -16,18 +16,26 @@ from aiobs_pipeline.defs.hallucination import (
     flagged_responses,
     grounding_checks,
     hallucination_scores,
+    llm_checks,
 )
 from aiobs_pipeline.defs.ingest import ingest_export_hours
 from aiobs_pipeline.generate import generate
 from tests.dagster.conftest import Project, range_tags
+from tests.integration.llm_fixtures import llm_server
+
+__all__ = ["llm_server"]
 
 DAY = datetime(2026, 10, 5, tzinfo=UTC)
 ASSETS = [ingest_export_hours, ingest_feedback_hours, confidence_scores, citation_checks, grounding_checks,
-          hallucination_scores, flagged_responses]
+          llm_checks, hallucination_scores, flagged_responses]
 
 
 @pytest.mark.slow
-def test_incident_answers_are_flagged(project: Project, instance) -> None:
+def test_incident_answers_are_flagged(project: Project, instance, llm_server, monkeypatch) -> None:
+    # Consistency re-queries go to the local server, a few per hour; fact checks stay off (no corpus).
+    monkeypatch.setenv("AIOBS_LLM__BASE_URL", llm_server.base_url)
+    monkeypatch.setenv("AIOBS_LLM__CACHE_DIR", str(project.root / "llm_cache"))
+    monkeypatch.setenv("AIOBS_HALLUCINATION__CONSISTENCY__MAX_CALLS_PER_HOUR", "6")
     generate(project.landing, DAY, DAY + timedelta(days=1), seed=5, scale=0.3, feedback_root=project.feedback)
     truth = {i["kind"]: i for i in json.loads((project.landing / "_ground_truth.json").read_text())["incidents"]}
     result = materialize(ASSETS, resources=project.resources(), instance=instance,
