@@ -179,7 +179,9 @@ def landing_sensor(context: SensorEvaluationContext, aiobs: AiobsSettings):
         datetime.combine(settings.ingest.partitions_start, datetime.min.time(), tzinfo=UTC),
     )
     requests = []
-    for hour in _hours(first, now + HOUR):
+    # Only closed hours: the open hour is not a partition yet (Dagster would reject the request); its files
+    # are picked up at the first tick after it closes.
+    for hour in _hours(first, now):
         files = partition_files(settings.landing_root, hour)
         if not files:
             continue

@@ -152,6 +152,21 @@ def test_landing_sensor_run_key_follows_the_file_set(tmp_path: Path, instance) -
     assert changed[0].run_key != first[0].run_key and changed[0].partition_key == first[0].partition_key
 
 
+def test_landing_sensor_leaves_the_open_hour_until_it_closes(tmp_path: Path, instance) -> None:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    for hour in (now, now - timedelta(hours=1)):
+        folder = landing_folder(tmp_path, hour)
+        folder.mkdir(parents=True)
+        (folder / "a.jsonl").write_text(native_span(hour, 1) + "\n")
+    resources = {"aiobs": AiobsSettings(landing_root=str(tmp_path))}
+    with build_sensor_context(instance=instance, resources=resources, definitions=defs) as context:
+        requests = landing_sensor.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == [f"{now - timedelta(hours=1):%Y-%m-%d-%H:%M}"]
+    # Every requested key is a real partition of the job: the daemon would fail the tick otherwise.
+    partitions = defs.resolve_job_def("hourly_job").partitions_def
+    assert all(partitions.has_partition_key(r.partition_key) for r in requests)
+
+
 def test_hourly_schedule_targets_the_previous_hour(instance) -> None:
     from dagster import build_schedule_context
 
