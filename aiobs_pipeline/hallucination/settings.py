@@ -95,6 +95,18 @@ class GroundingSettings(_Section):
     number_penalty: float = Field(
         default=0.5, ge=0, le=1,
         description="Share of a sentence's score removed when none of its numbers is in the context.")
+    negation_penalty: float = Field(
+        default=0.3, ge=0, le=1,
+        description="Share of a sentence's score removed when it denies something ('X is not Y') that the "
+                    "context never denies near the same words (refusals and hedges exempt).")
+    causal_penalty: float = Field(
+        default=0.3, ge=0, le=1,
+        description="Share of a sentence's score removed when it links facts by a cause or concession "
+                    "('due to', 'leading to', 'despite') that the context never states near the same words.")
+    relation_penalty: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Share of a sentence's score removed when its answer to a 'which came first/later, A or "
+                    "B?' question contradicts the years the context gives for A and B.")
     aggregate: str = Field(
         default="mean",
         description="How sentence scores make the response score: 'mean' (weighted by content words) or "
@@ -162,8 +174,8 @@ class RiskSettings(_Section):
 # `general` is not tuned: it has no context, only stated confidence speaks, and the product's high-risk
 # boundary is used; only its ROC-AUC is reported.
 DEFAULT_HALUEVAL_THRESHOLDS: dict[str, float] = {
-    "qa": 0.99, "dialogue": 0.5693, "summarization": 0.7138,
-    "qa:no-length": 0.9808, "dialogue:no-length": 0.6603, "summarization:no-length": 0.7954,
+    "qa": 0.99, "dialogue": 0.5693, "summarization": 0.7039,
+    "qa:no-length": 0.9839, "dialogue:no-length": 0.6606, "summarization:no-length": 0.8234,
     "general": 0.5, "general:no-length": 0.5,
 }
 

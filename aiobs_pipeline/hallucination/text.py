@@ -87,6 +87,24 @@ NUMBER_WORDS: dict[str, str] = {
 # Number words an answer may use without stating a number ("the one who", "second-hand", "half the time").
 _AMBIGUOUS_NUMBER_WORDS = frozenset({"one", "first", "second", "single", "once", "half", "hundred",
                                      "thousand", "million", "billion", "dozen", "twice"})
+# Number words `numbers` reads from an answer: the number check judges them, not word coverage.
+STATED_NUMBER_WORDS: frozenset[str] = frozenset(NUMBER_WORDS) - _AMBIGUOUS_NUMBER_WORDS
+# Endings that turn a place into its people or language ("Chile" -> "Chilean", "Iraq" -> "Iraqi").
+_DEMONYM_ENDINGS: tuple[str, ...] = ("ian", "ean", "an", "ese", "ish", "i", "n")
+
+
+def same_root_name(a: str, b: str) -> bool:
+    """True when two lower-case names are a place and its demonym ('chile'/'chilean', 'italy'/'italian')."""
+    if a == b:
+        return True
+    for longer, shorter in ((a, b), (b, a)):
+        for ending in _DEMONYM_ENDINGS:
+            if not longer.endswith(ending):
+                continue
+            root = longer[: len(longer) - len(ending)]
+            if len(root) >= 4 and shorter.startswith(root) and len(shorter) - len(root) <= 2:
+                return True
+    return False
 
 
 def as_text(value: Any) -> str:
@@ -204,6 +222,29 @@ def unglue(text: str) -> str:
     return _CAMEL_GLUE.sub(" ", text)
 
 
+# Irregular inflections of common English verbs: the answer says "told" where the context says "tells".
+# Forms that are also other words ("found" = established, "left" = direction, "born") are left out.
+IRREGULAR_FORMS: dict[str, str] = {
+    form: base for base, forms in {
+        "say": "said", "tell": "told", "make": "made", "take": "took taken", "come": "came", "give": "gave given",
+        "go": "went gone", "get": "got gotten", "see": "saw seen", "know": "knew known", "think": "thought",
+        "bring": "brought", "buy": "bought", "build": "built", "catch": "caught", "choose": "chose chosen",
+        "draw": "drew drawn", "drive": "drove driven", "eat": "ate eaten", "fall": "fell fallen", "feel": "felt",
+        "fight": "fought", "flee": "fled", "fly": "flew flown", "forget": "forgot forgotten",
+        "freeze": "froze frozen", "grow": "grew grown", "hold": "held", "hide": "hid hidden", "keep": "kept",
+        "lead": "led", "lend": "lent", "lose": "lost", "mean": "meant", "meet": "met", "pay": "paid",
+        "run": "ran", "ring": "rang rung", "rise": "rose risen", "sell": "sold", "send": "sent", "shoot": "shot",
+        "shake": "shook shaken", "sing": "sang sung", "sink": "sank sunk", "sit": "sat", "sleep": "slept",
+        "speak": "spoke spoken", "spend": "spent", "stand": "stood", "steal": "stole stolen",
+        "strike": "struck stricken", "swear": "swore sworn", "teach": "taught", "tear": "tore torn",
+        "throw": "threw thrown", "understand": "understood", "wake": "woke woken", "wear": "wore worn",
+        "win": "won", "write": "wrote written", "begin": "began begun", "become": "became",
+        "break": "broke broken", "seek": "sought", "die": "died dies dying dead death", "lie": "lying",
+        "child": "children", "man": "men", "woman": "women", "person": "people", "mouse": "mice",
+    }.items() for form in [base, *forms.split()]
+}
+
+
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A light English suffix stripper ('Healing' -> 'heal', "Ward's" -> 'ward'): cheap morphology matching."""
@@ -211,6 +252,7 @@ def stem(word: str) -> str:
     if w.endswith("'s"):
         w = w[:-2]
     w = w.rstrip("'")
+    w = IRREGULAR_FORMS.get(w, w)
     if len(w) <= 3 or not w.isalpha():
         return w
     for suffix, keep in (("ies", "y"), ("ied", "y"), ("ying", "y"), ("ing", ""), ("edly", ""), ("ed", ""),
@@ -222,8 +264,8 @@ def stem(word: str) -> str:
             break
     if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
         w = w[:-1]  # "stopp(ed)" -> "stop"
-    if w.endswith("e") and len(w) > 4:
-        w = w[:-1]  # "believe" / "believ(ed)" meet
+    if w.endswith("e") and len(w) > 3 and not w.endswith("ee"):
+        w = w[:-1]  # "believe" / "believ(ed)" and "name" / "nam(es)" meet
     return w
 
 
@@ -290,6 +332,23 @@ def message_texts(input_messages: Any) -> list[str]:
         content = message.get("content") if isinstance(message, dict) else message
         texts.extend(_content_strings(content))
     return [t for t in texts if t.strip()]
+
+
+def last_user_text(input_messages: Any) -> str:
+    """The text of the last user turn of input messages (the question an answer replies to); '' if none."""
+    if isinstance(input_messages, str):
+        try:
+            input_messages = json.loads(input_messages)
+        except ValueError:
+            return input_messages.strip()
+    if not isinstance(input_messages, list):
+        return ""
+    for message in reversed(input_messages):
+        if isinstance(message, dict) and message.get("role") in ("user", "human"):
+            text = " ".join(t for t in _content_strings(message.get("content")) if t.strip())
+            if text.strip():
+                return text.strip()
+    return ""
 
 
 def _content_strings(content: Any) -> Iterable[str]:

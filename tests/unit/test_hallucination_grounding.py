@@ -13,14 +13,24 @@ from hypothesis import strategies as st
 from aiobs_pipeline.hallucination.grounding import (
     GROUNDING_COLUMNS,
     build_context,
+    causal_conflict,
     check_grounding,
     claim_sentences,
+    comparison_conflict,
     grounding_checks,
+    negation_conflict,
     score_grounding,
     with_trace_documents,
 )
 from aiobs_pipeline.hallucination.settings import GroundingSettings
-from aiobs_pipeline.hallucination.text import entity_tokens, numbers, split_sentences, stem
+from aiobs_pipeline.hallucination.text import (
+    entity_tokens,
+    last_user_text,
+    numbers,
+    same_root_name,
+    split_sentences,
+    stem,
+)
 
 DOCUMENTS = json.dumps([
     {"id": "kb-0101", "rank": 1, "score": 0.91,
@@ -172,6 +182,95 @@ def test_numbers_entities_and_stems() -> None:
     assert entity_tokens("Snow Crash is similar to Zodiac.") == ["Snow", "Crash", "Zodiac"]
     assert entity_tokens("Absolutely. However, I liked it.") == []
     assert stem("Healing") == stem("heal") and stem("Ward's") == "ward"
+    # Irregular inflections and silent e meet their base form.
+    assert stem("said") == stem("says") == stem("say") and stem("told") == stem("tells")
+    assert stem("made") == stem("makes") == stem("making") and stem("name") == stem("names")
+    assert stem("children") == stem("child") and stem("died") == stem("death")
+    assert stem("found") != stem("find")  # "found" is also "to establish": not folded
+
+
+def test_place_and_demonym_match() -> None:
+    assert same_root_name("chilean", "chile") and same_root_name("italy", "italian")
+    assert same_root_name("iraqi", "iraq") and same_root_name("chinese", "china")
+    assert not same_root_name("susan", "sus") and not same_root_name("french", "france")
+    docs = [{"text": "Officials in Chile said the volcano erupted twice. Two towns were evacuated."}]
+    result = check_grounding("Chilean officials said 2 towns were evacuated.", docs)
+    assert result.sentences[0].unsupported_words == () and result.sentences[0].unsupported_numbers == ()
+
+
+def test_last_user_text() -> None:
+    assert last_user_text(MESSAGES) == "How long do I have to return my Acme Blender?"
+    assert last_user_text([{"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+                           {"role": "assistant", "content": "Hello"}]) == "Hi"
+    assert last_user_text("plain question") == "plain question"
+    assert last_user_text(None) == "" and last_user_text([{"role": "system", "content": "x"}]) == ""
+
+
+KNOWLEDGE = [{"text": "Arthur's Magazine (1844-1846) was an American literary periodical published in "
+                      "Philadelphia. First for Women is a woman's magazine published by Bauer Media Group, "
+                      "founded in 1989 in the USA."}]
+
+
+def _context(question: str, docs: list[dict[str, str]] = KNOWLEDGE):  # noqa: ANN202
+    return build_context(docs, [{"role": "user", "content": question}])
+
+
+def test_comparison_answer_against_the_contexts_years() -> None:
+    context = _context("Which magazine was started first, Arthur's Magazine or First for Women?")
+    wrong = comparison_conflict("First for Women was started first.", context)
+    assert wrong is not None and "1989" in wrong and "1844" in wrong
+    assert comparison_conflict("Arthur's Magazine", context) is None
+    assert comparison_conflict("Arthur's Magazine was started before First for Women.", context) is None
+    assert comparison_conflict("First for Women was started after Arthur's Magazine.", context) is None
+    assert comparison_conflict("Arthur's Magazine was started later.", context) is not None  # flipped pick
+    later = _context("Which magazine is newer, Arthur's Magazine or First for Women?")
+    assert comparison_conflict("Arthur's Magazine is newer.", later) is not None
+    scored = score_grounding("First for Women was started first.", context)
+    assert scored.sentences[0].conflicts == (wrong,) and scored.score is not None and scored.score <= 0.5
+
+
+def test_comparison_without_years_or_options_gives_no_verdict() -> None:
+    no_years = [{"text": "Arthur's Magazine was a periodical. First for Women is a magazine."}]
+    question = "Which magazine was started first, Arthur's Magazine or First for Women?"
+    assert comparison_conflict("First for Women was started first.", _context(question, no_years)) is None
+    assert comparison_conflict("Both were started in 1844.", _context(question)) is None  # picks neither
+    assert comparison_conflict("First for Women.", _context("Is Arthur's Magazine a periodical?")) is None
+    assert comparison_conflict("First for Women.", build_context(KNOWLEDGE)) is None  # no question at all
+    deaths = [{"text": "Dikran Kelekian (1868-1951) was a collector. Anna Der-Vartanian (1920 - 2011) was "
+                       "a sailor."}]
+    died = _context("Who died first, Dikran Kelekian or Anna Der-Vartanian?", deaths)
+    assert comparison_conflict("Anna Der-Vartanian died first.", died) is not None
+    assert comparison_conflict("Dikran Kelekian died first.", died) is None
+
+
+def test_negation_the_context_never_states_is_a_conflict() -> None:
+    context = _context("Which band's song was used as the theme?",
+                       [{"text": "Stricken is a song by the band Disturbed. It was the theme of the event, "
+                                 "which took place on January 8, 2006, at the Pepsi Arena in Albany, New York "
+                                 "and starred talent from the Raw brand of the promotion. Gift cards cannot be "
+                                 "refunded."}])
+    assert negation_conflict("The song was not from Disturbed.", context) is not None
+    assert negation_conflict("The song was from Disturbed.", context) is None
+    assert negation_conflict("Gift cards can't be refunded.", context) is None  # the context denies it too
+    assert negation_conflict("I'm not sure which band it was.", context) is None  # a hedge, not a claim
+    assert negation_conflict("The documents do not mention the band's name.", context) is None
+    result = score_grounding("The song was not from Disturbed.", context)
+    assert result.sentences[0].conflicts and result.score is not None and result.score < 0.8
+    off = GroundingSettings(negation_penalty=0)
+    assert score_grounding("The song was not from Disturbed.", context, off).sentences[0].conflicts == ()
+
+
+def test_causal_link_the_context_never_states_is_a_conflict() -> None:
+    docs = [{"text": "The plant closed in May. Two hundred workers lost their jobs. Sales fell in April."}]
+    context = build_context(docs)
+    assert causal_conflict("The plant closed due to falling sales.", context) is not None
+    assert causal_conflict("The plant closed in May.", context) is None
+    stated = build_context([{"text": "The plant closed in May because sales fell."}])
+    assert causal_conflict("The plant closed because sales fell.", stated) is None
+    plain = score_grounding("The plant closed in May.", context).score
+    linked = score_grounding("The plant closed in May, leading to job losses.", context)
+    assert linked.score is not None and plain is not None and linked.score < plain
+    assert "causal 'leading to' not stated in the context" in linked.sentences[0].conflicts
 
 
 @settings(max_examples=100, deadline=None)
@@ -215,3 +314,4 @@ def test_grounding_checks_frame() -> None:
     assert np.isnan(checks.loc[1, "grounding_score"]) and checks.loc[1, "grounding_note"] == "no retrieved context"
     evidence = json.loads(checks.loc[2, "grounding_evidence"])
     assert evidence[0]["unsupported_numbers"] == ["90"]
+    assert evidence[0]["conflicts"] == []

@@ -142,12 +142,14 @@ def test_dialogue_history_becomes_messages() -> None:
                                                 "(shared data folder; absent on a fresh clone)")
 def test_real_files_holdout_figures_hold() -> None:
     # Floors a little under the figures in docs/hallucination.md, so a regression in a detector shows.
-    floors = {"qa": 0.99, "dialogue": 0.53, "summarization": 0.68}
+    floors = {"qa": 0.99, "dialogue": 0.54, "summarization": 0.71}
     for task, floor in floors.items():
         report = evaluate(REAL / f"{task}_dev.jsonl", task, split="holdout")
         assert report["accuracy"] >= floor, (task, report["accuracy"])
     plain = evaluate(REAL / "qa_dev.jsonl", "qa", split="holdout", no_length=True)
-    assert plain["accuracy"] >= 0.82
+    assert plain["accuracy"] >= 0.86
+    plain = evaluate(REAL / "summarization_dev.jsonl", "summarization", split="holdout", no_length=True)
+    assert plain["accuracy"] >= 0.69
     general = evaluate(REAL / "general_dev.jsonl", "general")
     assert general["n_confidence"] > 100 and general["confidence_roc_auc"] is not None
 
