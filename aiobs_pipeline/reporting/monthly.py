@@ -272,7 +272,9 @@ def monthly_report(month: date | pd.Timestamp, business: pd.DataFrame, technical
     else:
         satisfaction = current["user_satisfaction"]
         shown = satisfaction.value if satisfaction.available and satisfaction.judged else None
-        summary.append(phrasing.users_served_sentence(int(current["users_served"].value or 0), shown))
+        too_few = satisfaction.sample_size if satisfaction.available and not satisfaction.judged else None
+        summary.append(phrasing.users_served_sentence(int(current["users_served"].value or 0), shown,
+                                                      too_few=too_few))
         per_user = rows["cost_per_user_usd"]
         if per_user["trend"] != "n/a":
             summary.append(_movement("cost_per_user_usd", per_user))

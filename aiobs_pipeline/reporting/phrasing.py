@@ -240,11 +240,15 @@ def cost_change_sentence(cost_now: float | None, cost_before: float | None, call
     return f"{sentence} ({usd(cost_before)} → {usd(cost_now)})."
 
 
-def users_served_sentence(users: int, satisfaction: float | None, period: str = "this month") -> str:
-    """"Our AI assistant served 45,000 users this month with 85% satisfaction." (satisfaction only if measured)."""
+def users_served_sentence(users: int, satisfaction: float | None, period: str = "this month",
+                          too_few: int | None = None) -> str:
+    """"Our AI assistant served 45,000 users this month with 85% satisfaction." (satisfaction only if judged)."""
     noun = "user" if users == 1 else "users"
     if _missing(satisfaction):
-        return f"Our AI assistant served {count(users)} {noun} {period}; user satisfaction was not measured."
+        # Measured on too few responses is not the same as not measured: Key metrics still show the value.
+        why = (f"was measured on only {count(too_few)} {'response' if too_few == 1 else 'responses'}, too few to "
+               "state" if too_few else "was not measured")
+        return f"Our AI assistant served {count(users)} {noun} {period}; user satisfaction {why}."
     return f"Our AI assistant served {count(users)} {noun} {period} with {percent(satisfaction, 0)} satisfaction."
 
 

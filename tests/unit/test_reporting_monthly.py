@@ -151,3 +151,17 @@ def test_markdown_and_html_rendering() -> None:
     page = render_html(report)
     assert page.count("<svg") >= 2 and "<script" not in page and "http://" not in page.replace(
         'xmlns="http://www.w3.org/2000/svg"', "").replace('xmlns:xlink="http://www.w3.org/1999/xlink"', "")
+
+
+def test_satisfaction_on_too_few_responses_is_not_called_unmeasured() -> None:
+    spans = priced_calls("2026-10-02", 20)
+    feedback = pd.DataFrame({"span_id": [f"c{i}" for i in range(5)],
+                             "response_hour": pd.Timestamp("2026-10-02 10:00", tz="UTC"), "satisfaction": 0.4})
+    settings = ReportingSettings(min_responses=30)
+    business, technical, daily = dashboards(spans, ["2026-10-02"], feedback, settings)
+    report = monthly_report("2026-10-15", business, technical, daily, settings)
+    assert metric(report, "user_satisfaction")["sample_size"] == 5
+    # The summary and Key metrics must not contradict each other: measured, but on too few responses.
+    assert report.summary[0] == ("Our AI assistant served 4 users this month; user satisfaction was measured on "
+                                 "only 5 responses, too few to state.")
+    assert any(line.startswith("User satisfaction: 40%") for line in report.key_metrics)

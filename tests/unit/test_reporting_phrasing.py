@@ -49,6 +49,9 @@ def test_brief_sentences() -> None:
         "Our AI assistant served 45,000 users this month with 85% satisfaction.")
     assert phrasing.users_served_sentence(1, None) == (
         "Our AI assistant served 1 user this month; user satisfaction was not measured.")
+    assert phrasing.users_served_sentence(12, None, too_few=16) == (
+        "Our AI assistant served 12 users this month; user satisfaction was measured on only 16 responses, "
+        "too few to state.")
     assert phrasing.success_sentence(0.008) == "99.2% of requests answered without an error"
     assert phrasing.success_sentence(0.0004) == ">99.9% of requests answered without an error"
 
