@@ -17,6 +17,10 @@ query streams over the whole file:
   parsing, `native.read`, then the row rules in `partition.ingest_files`, so reasons and details are the
   generic path's own. Those rows get the dtypes `pd.DataFrame` would infer for the whole file
   (`_rows_frame`), since the rules' checks and messages follow the dtype.
+* The parse is unguarded at first: a line that is not JSON at all (a syntax error, which DuckDB raises for
+  the whole query) stops the query, and the file is read again from the start by the guarded query, whose
+  parse (`try`) turns such a line into a null row for the per-record path. The guard costs a few percent on
+  every line, so only files that hold such a line pay for it (with a second pass).
 * Vouched-for rows come back in batches (DuckDB's threads return them in interleaved runs), are converted to
   canonical dtypes batch by batch (bounded memory; repeated strings share one object per batch), put in line
   order, and handed over as `FileRead.prevalidated`, which `ingest_files` does not run through the rules.
@@ -248,8 +252,15 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _in(values: Iterable[str]) -> str:
-    return "(" + ", ".join(_lit(v) for v in values) + ")"
+def _one_of(expr: str, values: Iterable[str]) -> str:
+    """Whether expr is one of the values, as a search in one string of the values between \\x01 (which no
+    value holds, see _ESCAPES).
+
+    Not `expr IN (...)`, nor list_contains (which DuckDB rewrites into IN): the in_clause optimizer turns a
+    list of six or more into a join, and the plan around that join evaluated the expressions the rows were
+    built from again for each of their uses (the ISO timestamp test and cast 12 times a line instead of
+    once), which cost about a quarter of the whole query."""
+    return f"contains({_lit(_SEP_TEXT + _SEP_TEXT.join(values) + _SEP_TEXT)}, {_SEP} || {expr} || {_SEP})"
 
 
 def _re_class(chars: str) -> str:
@@ -277,6 +288,7 @@ _LENIENT_JSON = (_lit(":" + _ODD_VALUE), _lit(r"\[" + _ODD_VALUE), _lit(r",([ \t
 # Escapes of a lone surrogate (orjson refuses it), NUL (the rules quarantine it) and \x01 (the key separator).
 _ESCAPES = _lit(r"\\u([dD][89abAB]|000[01])")
 _SEP = "chr(1)"
+_SEP_TEXT = "\x01"
 _SEP_RE = "\\x01"
 # ISO-8601 forms that pandas (format="ISO8601") and base.parse_time read exactly as DuckDB reads them, years
 # inside pandas' nanosecond range; anything else (other forms, epoch µs/ns, floats) takes the other path.
@@ -326,14 +338,18 @@ def _num(v: str) -> str:
 
 def _normalised(s: str, allowed: tuple[str, ...]) -> str:
     """Python's s.strip().lower() when it is certain to be the same here (ASCII letters and spaces)."""
-    return (f"CASE WHEN {s} IN {_in(allowed)} THEN {s} "
+    return (f"CASE WHEN {_one_of(s, allowed)} THEN {s} "
             f"WHEN regexp_full_match({s}, {_LETTERS_AND_SPACE}) THEN lower(trim({s}, {_TRIM})) END")
 
 
-def _build() -> tuple[str, str, list[str]]:
+def _build(guarded: bool) -> tuple[str, str, list[str]]:
     """The query over the file's lines (`blk`: n, line, cand) giving the canonical columns and whether DuckDB
     vouches for each line (ok); the same query giving each check as a column of its own (check_0, ...,
-    for `explain_lines`); and the checks' SQL."""
+    for `explain_lines`); and the checks' SQL.
+
+    Unguarded, a line that is not JSON at all stops the query with an error; guarded, its parse is null and
+    the line goes to the per-record path. The guard (try) costs about a tenth of the parse on every line, so
+    `_read` runs the unguarded query first and the guarded one only after such an error."""
     route = " OR ".join([
         f"(contains(line, '\\u') AND regexp_matches(line, {_ESCAPES}))",
         *(f"regexp_matches(line, {p})" for p in _LENIENT_JSON),
@@ -343,8 +359,8 @@ def _build() -> tuple[str, str, list[str]]:
     # metadata stay JSON, because the keys without a canonical column are kept as JSON text.
     top = orjson.dumps({k: ({u: "JSON" for u in _USAGE_KEYS} if k == "usage" else "JSON") for k in _TOP}).decode()
     # Not a CASE around from_json: merging a struct result costs as much as a third of the parse.
-    parsed = (f"SELECT n, line, try(from_json(line, {_lit(top)})) AS j, {route} AS odd "
-              "FROM blk WHERE cand")
+    parse = f"from_json(line, {_lit(top)})"
+    parsed = f"SELECT n, line, {f'try({parse})' if guarded else parse} AS j, {route} AS odd FROM blk WHERE cand"
     # The keys of the line and of its usage, params and metadata in one more pass ([] when not an object).
     keyed = ("SELECT n, line, j, odd, CASE WHEN j IS NOT NULL THEN json_keys(line, ['$', '$.usage', '$.params', "
              f"'$.metadata']) END AS k FROM ({parsed})")
@@ -376,7 +392,8 @@ def _build() -> tuple[str, str, list[str]]:
         layer1.append(f"{x} AS {name}_json")
         if name in ("trace_id", "span_id", "parent_span_id"):
             # base.as_str: strings as they are ("" is null), integers (as orjson reads them) as their digits.
-            layer1.append(f"CASE WHEN starts_with({x}, '\"') THEN nullif({x} ->> '$', '') "
+            # (Not nullif: DuckDB expands it into a CASE that evaluates its first argument twice.)
+            layer1.append(f"CASE WHEN {x} = '\"\"' THEN NULL WHEN starts_with({x}, '\"') THEN {x} ->> '$' "
                           f"WHEN regexp_full_match({x}, '-?[0-9]{{1,18}}') THEN {x}::VARCHAR END AS {name}")
         elif column.type == "str":
             layer1.append(f"{_str(x)} AS {name}")
@@ -441,7 +458,7 @@ def _build() -> tuple[str, str, list[str]]:
         "start_time IS NOT NULL",
         # A kind inferred from the name only when its first characters are ASCII, so lower() agrees.
         "j.kind IS NOT NULL OR regexp_full_match(left(name, 16), '[\\x01-\\x7f]*')",
-        f"kind IN {_in(KINDS)}", f"status IN {_in(STATUSES)}",
+        _one_of("kind", KINDS), _one_of("status", STATUSES),
         f"start_time >= {_TS_LOW} AND start_time < {_TS_HIGH}",
         f"end_time_json IS NULL OR (end_time >= {_TS_LOW} AND end_time < {_TS_HIGH} AND end_time >= start_time)",
     ]
@@ -521,15 +538,17 @@ def _normalised_document(doc: str, keys: str, position: str) -> str:
 
 def _leftover(value: str, keys: str, mapped: Iterable[str], name: str) -> str:
     """The keys of params/metadata without a canonical column (RFC 7386 merge patch: null removes a key);
-    null when every key has a column (the patch is skipped then)."""
+    null when the object is empty or every key has a column (the patch is skipped then, so its result always
+    holds a key: not nullif, which DuckDB expands into a CASE that would run the patch twice)."""
     mapped = list(mapped)
     patch = _lit(orjson.dumps(dict.fromkeys(mapped)).decode())
     only_mapped = _lit(_SEP_RE + "((" + "|".join(mapped) + ")" + _SEP_RE + ")*")
-    return (f"CASE WHEN starts_with({value}, '{{') AND NOT regexp_full_match({keys}, {only_mapped}) "
-            f"THEN nullif(json_merge_patch({value}, {patch})::VARCHAR, '{{}}') END AS {name}")
+    return (f"CASE WHEN starts_with({value}, '{{') AND {value} <> '{{}}' AND NOT regexp_full_match({keys}, "
+            f"{only_mapped}) THEN json_merge_patch({value}, {patch})::VARCHAR END AS {name}")
 
 
-SQL, _EXPLAIN_SQL, _CHECKS = _build()
+SQL, _, _ = _build(guarded=False)
+GUARDED_SQL, _EXPLAIN_SQL, _CHECKS = _build(guarded=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -575,6 +594,22 @@ class _Slow:
 
 
 def _read(path: Path, source_file: str) -> FileRead | None:
+    """The file read by the unguarded query, or by the guarded one when a line is not JSON at all."""
+    try:
+        return _read_with(path, source_file, SQL)
+    except (duckdb.InvalidInputException, OSError) as exc:
+        # The error comes as DuckDB's own exception or, when it surfaces while Arrow reads the result stream,
+        # as an OSError carrying DuckDB's message (file read errors never get here: _Lines keeps them).
+        if isinstance(exc, OSError) and not str(exc).startswith("Invalid Input Error"):
+            raise
+        # The first such line stopped the query (what was read so far is dropped): read the file again with
+        # every parse guarded. Only files holding a line DuckDB cannot parse pay for the second pass.
+        log.info("native fast path: %s holds a line that is not JSON, reading it again guarded: %s",
+                 source_file, str(exc).splitlines()[0])
+        return _read_with(path, source_file, GUARDED_SQL)
+
+
+def _read_with(path: Path, source_file: str, sql: str) -> FileRead | None:
     """One DuckDB query streams over the whole file; valid rows are converted to pandas as they arrive."""
     result = FileRead(path=path, source_file=source_file, source_format=native.FORMAT)
     slow = _Slow(result)
@@ -583,7 +618,7 @@ def _read(path: Path, source_file: str) -> FileRead | None:
     con = _connect()
     try:
         con.register("blk", lines.reader())
-        for batch in con.sql(SQL).to_arrow_reader(FETCH_ROWS):
+        for batch in con.sql(sql).to_arrow_reader(FETCH_ROWS):
             ok = batch.column(1).to_numpy(zero_copy_only=False)
             failed = np.flatnonzero(~ok)
             if len(failed):
