@@ -1,4 +1,4 @@
-"""The `aiobs` command line: inspect exports, generate data, run the demo.
+"""The `aiobs` command line: inspect exports, generate data, forget a user, run the demo.
 
 Every command calls the same domain functions the Dagster assets call; nothing is re-implemented here.
 """
@@ -165,6 +165,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(workdir=Path(args.workdir), days=args.days, scale=args.scale, seed=args.seed)
 
 
+def _print_forget(report: Any, audit: Path | None) -> None:
+    verb = "would remove" if report.dry_run else "removed"
+    for item in report.items:
+        if item.action in ("left_in_place", "mentions_left", "unreadable_kept"):
+            continue
+        detail = f" ({item.detail})" if item.detail else ""
+        print(f"  {item.store:<17} {item.location:<60} {verb} {item.count} {item.unit} [{item.action}]{detail}")
+    for item in report.items:
+        if item.action in ("left_in_place", "mentions_left", "unreadable_kept"):
+            print(f"  {item.store:<17} {item.location:<60} NOT removed: {item.detail}")
+    if audit is not None:
+        print(f"audit: {audit} and table forget_audit (request {report.request_id})")
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    """`aiobs forget --user ID`: delete a user's data everywhere and write an audit record."""
+    from aiobs_pipeline.governance.forget import ForgetError, forget_user  # noqa: PLC0415
+    from aiobs_pipeline.settings import SettingsError, load_settings  # noqa: PLC0415
+    from aiobs_pipeline.warehouse import WarehouseError  # noqa: PLC0415
+
+    try:
+        settings = load_settings(args.config)
+        report, audit = forget_user(settings, args.user, dry_run=args.dry_run)
+    except (SettingsError, WarehouseError, ForgetError, OSError) as exc:
+        print(f"aiobs forget: {exc}", file=sys.stderr)
+        return 2
+    if not report.removed:
+        print(f"aiobs forget: nothing found for user {args.user!r} in the {report.warehouse} warehouse, the "
+              "landing and feedback files, the eval datasets or the alert store")
+        _print_forget(report, audit)
+        return 0
+    head = "dry run, nothing deleted" if args.dry_run else "forgotten"
+    print(f"aiobs forget: user {args.user!r} {head}: {report.removed} rows, records and cases")
+    _print_forget(report, audit)
+    if report.left_behind:
+        print(f"aiobs forget: {len(report.left_behind)} places still hold traces of the user (listed above)",
+              file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every `aiobs` command."""
     parser = argparse.ArgumentParser(prog="aiobs", description="Observability for LLM applications, on Dagster.")
@@ -208,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     from aiobs_pipeline.evals.cli import add_parser as add_eval_parser  # noqa: PLC0415
 
     add_eval_parser(sub)
+
+    p = sub.add_parser("forget", help="delete one user's data from the warehouse, landing files, eval datasets "
+                                      "and alert state, with an audit record")
+    p.add_argument("--user", required=True, help="the user id as spans carry it (user_id)")
+    p.add_argument("--dry-run", action="store_true", help="report what would be removed, change nothing")
+    p.add_argument("--config", default=None, help="settings file (default: $AIOBS_CONFIG or ./aiobs.toml)")
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("demo", help="generate demo data and materialise the whole pipeline on it")
     p.add_argument("--workdir", default=".", help="project folder holding var/ and .dagster_home/")

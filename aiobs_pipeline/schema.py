@@ -14,7 +14,12 @@ from typing import Literal
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+# The version of the layout below, stored with the data: in every row's `schema_version` and per warehouse
+# table in `aiobs_schema` (see warehouse/migrations.py, which upgrades tables written by older versions).
+#   1  the first layout
+#   2  PII masking at ingest: spans.pii_masked, quarantined rows' pii_masked, the audit's pii_masked and
+#      pii_masked_by_pattern
+SCHEMA_VERSION = 2
 
 # Span kinds and statuses allowed in the canonical table.
 KINDS = ("llm", "embedding", "retrieval", "rerank", "tool", "chain")
@@ -83,6 +88,15 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     Column("schema_version", "int", True, "Canonical schema version the row was written with.", 1),
 )
 
+# Columns of the spans table the ingest step adds after reading and validating (readers never produce them).
+# A frame has them only when the step applies: `pii_masked` only when ingest.mask_pii is on.
+SPAN_INGEST_COLUMNS: tuple[Column, ...] = (
+    Column("pii_masked", "int", False, "Values replaced by PII masking at ingest in this row's messages, output, "
+           "documents, error and metadata; null when masking was off (ingest.mask_pii).", 0),
+)
+# Every column the warehouse's spans table can hold.
+SPAN_TABLE_COLUMNS: tuple[Column, ...] = SPAN_COLUMNS + SPAN_INGEST_COLUMNS
+
 SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in SPAN_COLUMNS)
 SPAN_COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in SPAN_COLUMNS}
 REQUIRED_SPAN_COLUMNS: tuple[str, ...] = tuple(c.name for c in SPAN_COLUMNS if c.required)
@@ -126,6 +140,8 @@ QUARANTINE_COLUMNS: tuple[Column, ...] = (
     Column("detail", "str", True, "Human-readable explanation naming the field at fault."),
     Column("raw", "str", False, "The raw record text, truncated to RAW_TEXT_LIMIT characters."),
     Column("schema_version", "int", True, "Canonical schema version."),
+    Column("pii_masked", "int", False, "Values replaced by PII masking in raw and detail; null when masking was "
+           "off (and for quarantined feedback, which is not masked).", 0),
 )
 QUARANTINE_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in QUARANTINE_COLUMNS)
 RAW_TEXT_LIMIT = 2000
@@ -160,6 +176,10 @@ AUDIT_COLUMNS: tuple[Column, ...] = (
     Column("late_spans", "int", True, "Written spans whose start time falls outside the export hour."),
     Column("file_error", "str", False, "Why the file could not be read in full, if so."),
     Column("schema_version", "int", True, "Canonical schema version."),
+    Column("pii_masked", "int", False, "Values PII masking replaced in the file's spans and quarantined records; "
+           "null when masking was off.", 0),
+    Column("pii_masked_by_pattern", "json", False, "The same count per pattern, e.g. {\"email\": 3}; null when "
+           "masking was off."),
 )
 AUDIT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in AUDIT_COLUMNS)
 

@@ -27,7 +27,9 @@ from pydantic_settings import (
 from aiobs_pipeline.alerting.settings import AlertSettings
 from aiobs_pipeline.costs.settings import CostSettings
 from aiobs_pipeline.evals.settings import EvalSettings
+from aiobs_pipeline.execution import ExecutionSettings
 from aiobs_pipeline.feedback.settings import FeedbackSettings
+from aiobs_pipeline.governance.settings import GovernanceSettings
 from aiobs_pipeline.hallucination.settings import HallucinationSettings
 from aiobs_pipeline.llm import LLMSettings
 from aiobs_pipeline.reporting.settings import ReportingSettings
@@ -64,13 +66,27 @@ class WarehouseSettings(Section):
 
 
 class IngestSettings(Section):
-    """Partitioning and the landing sensor."""
+    """Partitioning, the landing sensor, and optional PII masking before anything is stored."""
 
     partitions_start: date = date(2025, 1, 1)
     fast_path: bool = True
     # The landing sensor only looks at this many recent hours, so each tick stays short.
     sensor_lookback_hours: int = Field(default=72, ge=1, le=24 * 90)
     sensor_interval_seconds: int = Field(default=60, ge=10)
+    # PII masking at ingest (aiobs_pipeline/ingest/masking.py); off by default, then it costs nothing.
+    mask_pii: bool = False
+    pii_patterns: list[str] = Field(
+        default=["api_key", "bearer_token", "email", "iban", "credit_card", "us_ssn", "ipv4", "ipv6", "phone"],
+        description="Built-in patterns to apply (masking.BUILTIN_PATTERN_NAMES).")
+    pii_custom_patterns: dict[str, str] = Field(
+        default_factory=dict, description="More patterns: name -> Python regular expression (run first).")
+    pii_replacement: str = Field(default="[{NAME}]", description="Marker for a masked value; {NAME}/{name} "
+                                 "become the pattern's name upper-/lower-case.")
+    pii_fields: list[Literal["input_messages", "output", "documents", "error_message", "metadata"]] = Field(
+        default=["input_messages", "output", "documents", "error_message", "metadata"],
+        description="Span fields to mask; quarantined records are always masked whole.")
+    pii_phone_regions: list[str] = Field(default=["US"], description="Regions whose national phone numbers "
+                                         "are recognised (international +... numbers always are).")
 
     @field_validator("partitions_start")
     @classmethod
@@ -78,6 +94,19 @@ class IngestSettings(Section):
         if value > date.today():
             raise ValueError(f"ingest.partitions_start {value} is in the future")
         return value
+
+    @field_validator("pii_phone_regions")
+    @classmethod
+    def _masking_is_valid(cls, value: list[str], info: Any) -> list[str]:
+        """Check the pii_* settings (declared above) together, so a bad one fails when settings load."""
+        from aiobs_pipeline.ingest import masking  # noqa: PLC0415 - only this section needs it
+
+        names = ("pii_patterns", "pii_custom_patterns", "pii_replacement", "pii_fields")
+        if not all(name in info.data for name in names):
+            return value  # one of them failed its own validation, which pydantic reports
+        masking.check_masking_settings(*(info.data[name] for name in names))
+        # Region codes need phonenumbers' metadata: checked (and loaded) only when masking is on.
+        return masking.check_phone_regions(value) if info.data.get("mask_pii") else value
 
 
 class Settings(BaseSettings):
@@ -97,6 +126,8 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     reporting: ReportingSettings = ReportingSettings()
     evals: EvalSettings = EvalSettings()
+    governance: GovernanceSettings = GovernanceSettings()
+    execution: ExecutionSettings = ExecutionSettings()
     base_dir: Path = Field(default=Path("."), description="Folder relative paths are resolved against.")
 
     @classmethod

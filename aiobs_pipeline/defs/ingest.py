@@ -3,6 +3,7 @@ schedule and the landing sensor. The work itself lives in `aiobs_pipeline.ingest
 
 
 import hashlib
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from dagster import (
 from aiobs_pipeline.defs.jobs import HOURLY, hourly_job
 from aiobs_pipeline.defs.partitions import hourly_partitions
 from aiobs_pipeline.defs.resources import AiobsSettings
+from aiobs_pipeline.ingest.masking import masker_from_settings
 from aiobs_pipeline.ingest.partition import HOUR, ingest_partition, partition_files
 from aiobs_pipeline.schema import SCHEMA_VERSION
 
@@ -81,8 +83,12 @@ def ingest_export_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
     settings = aiobs.get()
     window = context.partition_time_window
     spans_parts, quarantine_parts, audit_parts, unreadable = [], [], [], []
+    masker = masker_from_settings(settings.ingest)
+    masked: Counter | None = None if masker is None else Counter({name: 0 for name in masker.names})
     for hour in _hours(window.start, window.end):
-        result = ingest_partition(settings.landing_root, hour, fast_path=settings.ingest.fast_path)
+        result = ingest_partition(settings.landing_root, hour, fast_path=settings.ingest.fast_path, masker=masker)
+        if masked is not None and result.pii_masked:
+            masked.update(result.pii_masked)
         spans_parts.append(result.spans)
         quarantine_parts.append(result.quarantined)
         audit_parts.append(result.audit)
@@ -100,7 +106,7 @@ def ingest_export_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
     identity_ok = bool((audit["spans_found"] == audit["spans_written"] + audit["spans_quarantined"]).all())
     reasons = quarantined["reason"].value_counts().rename_axis("reason").reset_index(name="count")
     common = {"partitions": f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC",
-              "schema_version": SCHEMA_VERSION}
+              "schema_version": SCHEMA_VERSION, **_masking_metadata(masked)}
     yield Output(spans, output_name="spans", metadata={
         **common,
         "dagster/row_count": len(spans),
@@ -128,6 +134,15 @@ def ingest_export_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
         "per_file": MetadataValue.md(_markdown(audit.drop(columns=["schema_version"]), 30)),
     })
     yield spans_check(spans, audit)
+
+
+def _masking_metadata(masked: Counter | None) -> dict[str, object]:
+    """Whether PII masking was on, and values masked per pattern over the run (counts only, never values)."""
+    if masked is None:
+        return {"pii_masking": "off"}
+    table = pd.DataFrame(sorted(masked.items()), columns=["pattern", "values_masked"])
+    return {"pii_masking": "on", "pii_masked": int(sum(masked.values())),
+            "pii_masked_by_pattern": MetadataValue.md(_markdown(table, 50))}
 
 
 def spans_check(spans: pd.DataFrame, audit: pd.DataFrame) -> AssetCheckResult:

@@ -4,6 +4,9 @@ Owns the identity the audit promises for every partition and file:
     spans_found = spans_written + spans_quarantined
 where unreadable records (bad JSON, bad encoding, unknown format, a damaged gzip tail) are quarantined too.
 It must not talk to Dagster or a database: it returns three DataFrames, and the Dagster layer stores them.
+
+PII masking (`ingest.masking`, optional) happens here, on the hour's final spans and quarantined records: every
+row of every reader, the native fast path's included, passes this one place before anything is stored.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pandas as pd
 from aiobs_pipeline.ingest import detect
 from aiobs_pipeline.ingest.base import RawRecord, Reject
 from aiobs_pipeline.ingest.files import UnreadableFile, is_landing_file, iter_records
+from aiobs_pipeline.ingest.masking import Masker, counts_by_file, mask_quarantine, mask_spans
 from aiobs_pipeline.quality.rules import apply_row_rules, split_duplicates
 from aiobs_pipeline.schema import (
     AUDIT_COLUMNS,
@@ -77,6 +81,8 @@ class PartitionIngest:
     quarantined: pd.DataFrame
     audit: pd.DataFrame
     unreadable_files: list[str]
+    # Values masked per pattern over the hour (spans and quarantine); None when masking was off.
+    pii_masked: Counter | None = None
 
 
 def read_file(path: Path, source_file: str, fast_path: bool = True) -> FileRead:
@@ -138,8 +144,8 @@ def _collect(reader: ModuleType, records: Iterable[RawRecord], rows: list[dict],
 
 
 def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Path,
-                 fast_path: bool = True) -> PartitionIngest:
-    """Read, validate and deduplicate the given files as the export hour `export_hour`."""
+                 fast_path: bool = True, masker: Masker | None = None) -> PartitionIngest:
+    """Read, validate and deduplicate the given files as the export hour `export_hour`; mask PII if asked."""
     export_hour = pd.Timestamp(export_hour).tz_convert("UTC") if pd.Timestamp(export_hour).tzinfo else \
         pd.Timestamp(export_hour).tz_localize("UTC")
     reads: list[FileRead] = []
@@ -202,11 +208,20 @@ def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Pat
         paths = {r.source_file: r.path for r in reads}
         quarantine_parts.extend(_with_raw(g, paths[f]) for f, g in dup.groupby("source_file", sort=False))
     quarantined = _finish_quarantine(quarantine_parts, export_hour)
-    audit = build_audit(reads, spans, quarantined, export_hour)
-    unreadable = [r.source_file for r in reads if r.file_error and r.records_read == 0]
     if list(spans.columns) != list(SPAN_COLUMN_NAMES):
         spans = spans[list(SPAN_COLUMN_NAMES)]  # a copy of the whole hour: skipped when already in order
-    return PartitionIngest(spans, quarantined, audit, unreadable)
+    masked_by_file: dict[str, Counter] | None = None
+    total: Counter | None = None
+    if masker is not None:
+        spans, span_report = mask_spans(spans, masker)
+        quarantined, quarantine_report = mask_quarantine(quarantined, masker)
+        masked_by_file = counts_by_file(spans, span_report)
+        for name, counts in counts_by_file(quarantined, quarantine_report).items():
+            masked_by_file.setdefault(name, Counter()).update(counts)
+        total = span_report.by_pattern + quarantine_report.by_pattern
+    audit = build_audit(reads, spans, quarantined, export_hour, masked_by_file)
+    unreadable = [r.source_file for r in reads if r.file_error and r.records_read == 0]
+    return PartitionIngest(spans, quarantined, audit, unreadable, total)
 
 
 def _postprocess_by_format(reads: list[FileRead]) -> None:
@@ -297,8 +312,9 @@ def _finish_quarantine(parts: list[pd.DataFrame], export_hour: pd.Timestamp) -> 
 
 
 def build_audit(reads: list[FileRead], spans: pd.DataFrame, quarantined: pd.DataFrame,
-                export_hour: pd.Timestamp) -> pd.DataFrame:
-    """One row per file: records read, spans found / written / quarantined (by reason), late spans."""
+                export_hour: pd.Timestamp, masked_by_file: dict[str, Counter] | None = None) -> pd.DataFrame:
+    """One row per file: records read, spans found / written / quarantined (by reason), late spans, and
+    values masked per pattern when masking was on (`masked_by_file` not None)."""
     end = export_hour + HOUR
     late = spans[(spans["start_time"] < export_hour) | (spans["start_time"] >= end)]
     late_by_file = Counter(late["source_file"])
@@ -308,6 +324,7 @@ def build_audit(reads: list[FileRead], spans: pd.DataFrame, quarantined: pd.Data
         q = quarantined[quarantined["source_file"] == read.source_file]
         by_reason = dict(sorted(Counter(q["reason"]).items()))
         written = written_by_file.get(read.source_file, 0)
+        masked = None if masked_by_file is None else masked_by_file.get(read.source_file, Counter())
         rows.append({
             "export_hour": export_hour,
             "source_file": read.source_file,
@@ -320,12 +337,15 @@ def build_audit(reads: list[FileRead], spans: pd.DataFrame, quarantined: pd.Data
             "late_spans": late_by_file.get(read.source_file, 0),
             "file_error": read.file_error,
             "schema_version": SCHEMA_VERSION,
+            "pii_masked": None if masked is None else sum(masked.values()),
+            "pii_masked_by_pattern": None if masked is None else orjson.dumps(dict(sorted(masked.items()))).decode(),
         })
     if not rows:
         return empty_frame(AUDIT_COLUMNS)
     return conform(pd.DataFrame(rows), AUDIT_COLUMNS)
 
 
-def ingest_partition(landing_root: Path, export_hour: datetime, fast_path: bool = True) -> PartitionIngest:
-    """Ingest every landing file of one export hour."""
-    return ingest_files(partition_files(landing_root, export_hour), export_hour, landing_root, fast_path)
+def ingest_partition(landing_root: Path, export_hour: datetime, fast_path: bool = True,
+                     masker: Masker | None = None) -> PartitionIngest:
+    """Ingest every landing file of one export hour (masking PII when given a masker)."""
+    return ingest_files(partition_files(landing_root, export_hour), export_hour, landing_root, fast_path, masker)

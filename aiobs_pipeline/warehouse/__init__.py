@@ -24,6 +24,7 @@ from aiobs_pipeline.warehouse.duckdb import (
     duckdb_io_manager,
     read_duckdb_table,
 )
+from aiobs_pipeline.warehouse.migrations import MIGRATIONS, MigrationReport, migrate
 from aiobs_pipeline.warehouse.postgres import (
     PostgresPandasIOManager,
     PostgresPandasTypeHandler,
@@ -36,6 +37,8 @@ WAREHOUSE_KINDS = ("duckdb", "postgres")
 
 __all__ = [
     "CANONICAL_TABLES",
+    "MIGRATIONS",
+    "MigrationReport",
     "WAREHOUSE_KINDS",
     "DuckDBWarehouseIOManager",
     "DuckDBWarehouseTypeHandler",
@@ -43,6 +46,7 @@ __all__ = [
     "PostgresPandasTypeHandler",
     "WarehouseError",
     "duckdb_io_manager",
+    "migrate",
     "read_table",
     "redact_url",
     "read_warehouse_table",

@@ -25,6 +25,7 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
+from aiobs_pipeline.warehouse.migrations import migrate_connection
 from aiobs_pipeline.warehouse.tables import (
     LogicalType,
     WarehouseError,
@@ -142,6 +143,15 @@ class TransactionalDuckDbClient(DuckDbClient):
                     connection.close()
                 raise
             connection.commit()
+
+    @staticmethod
+    def ensure_schema_exists(context: OutputContext, table_slice: TableSlice, connection: Any) -> None:
+        """Create the schema if missing, then migrate the canonical tables (in this write's transaction)."""
+        DuckDbClient.ensure_schema_exists(context, table_slice, connection)
+        report = migrate_connection(connection, "duckdb", table_slice.schema,
+                                    f"DuckDB file {table_slice.database}")
+        for line in report.describe():
+            context.log.info(f"warehouse migration: {line}")
 
     @staticmethod
     def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection: Any) -> None:

@@ -30,6 +30,7 @@ from dagster import ConfigurableIOManagerFactory, InputContext, OutputContext
 from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
 from pydantic import Field
 
+from aiobs_pipeline.warehouse.migrations import migrate_connection
 from aiobs_pipeline.warehouse.tables import (
     LogicalType,
     WarehouseError,
@@ -122,12 +123,18 @@ class PostgresClient(DbClient):
 
     @staticmethod
     def ensure_schema_exists(context: OutputContext, table_slice: TableSlice, connection: Any) -> None:
-        """Create the schema if missing (under an advisory lock: concurrent CREATE SCHEMA can collide)."""
+        """Create the schema if missing (under an advisory lock: concurrent CREATE SCHEMA can collide), then
+        migrate its canonical tables to this code's schema version."""
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (table_slice.schema,))
             if cursor.fetchone() is None:
                 _lock(cursor, f"aiobs schema {table_slice.schema}")
                 cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(table_slice.schema)}")
+        # In this write's transaction: a failed migration rolls back with the write.
+        report = migrate_connection(connection, "postgres", table_slice.schema,
+                                    f"PostgreSQL database {table_slice.database} schema {table_slice.schema}")
+        for line in report.describe():
+            context.log.info(f"warehouse migration: {line}")
 
     @staticmethod
     def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection: Any) -> None:

@@ -31,7 +31,7 @@ from aiobs_pipeline.schema import (
     FEEDBACK_AUDIT_COLUMNS,
     FEEDBACK_COLUMNS,
     QUARANTINE_COLUMNS,
-    SPAN_COLUMNS,
+    SPAN_TABLE_COLUMNS,
     Column,
 )
 
@@ -40,7 +40,7 @@ Dialect = Literal["duckdb", "postgres"]
 
 # Tables whose column types come from schema.py rather than from the frame's dtypes.
 CANONICAL_TABLES: dict[str, tuple[Column, ...]] = {
-    "spans": SPAN_COLUMNS,
+    "spans": SPAN_TABLE_COLUMNS,
     "quarantined_spans": QUARANTINE_COLUMNS,
     "ingest_audit": AUDIT_COLUMNS,
     "feedback_events": FEEDBACK_COLUMNS,
