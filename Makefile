@@ -28,6 +28,7 @@ test: setup
 bench: setup
 	$(BIN)/python -m benchmarks.ingest
 	$(BIN)/python -m benchmarks.costs
+	$(BIN)/python -m benchmarks.backfill
 
 lint: setup
 	$(BIN)/ruff check .
