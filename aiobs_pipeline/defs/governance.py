@@ -23,7 +23,7 @@ GROUP = "governance"
 
 
 @asset(
-    group_name=GROUP, pool=WAREHOUSE_POOL,
+    group_name=GROUP, pool=WAREHOUSE_POOL, kinds={"sql"},
     description="Deletes warehouse rows, landing folders and alert history past their retention periods "
                 "([governance] settings) and nulls old message content; each run's removals are appended to "
                 "the retention_log table.",
