@@ -173,22 +173,14 @@ def open_warehouse(kind: str, *, duckdb_path: str | Path | None = None, postgres
         return
     if kind != "postgres":
         raise WarehouseError(f"warehouse.kind {kind!r} is not one of duckdb, postgres")
-    from aiobs_pipeline.warehouse.postgres import connect, redact_url  # noqa: PLC0415
+    from aiobs_pipeline.warehouse.postgres import redact_url, transaction  # noqa: PLC0415
 
     if not postgres_url:
         raise WarehouseError("warehouse.kind is 'postgres' but no PostgreSQL URL is set (warehouse.postgres_url)")
-    connection = connect(postgres_url)
-    session = WarehouseSession(connection, "postgres", schema, redact_url(postgres_url), read_only)
-    try:
+    with transaction(postgres_url) as connection:
         if read_only:
             connection.set_session(readonly=True)
-        yield session
-        connection.commit()
-    except BaseException:
-        connection.rollback()
-        raise
-    finally:
-        connection.close()
+        yield WarehouseSession(connection, "postgres", schema, redact_url(postgres_url), read_only)
 
 
 @contextmanager

@@ -256,19 +256,11 @@ def migrate_duckdb(path: str, schema: str, **options: Any) -> MigrationReport:
 
 def migrate_postgres(url: str, schema: str, **options: Any) -> MigrationReport:
     """Migrate the canonical tables of a PostgreSQL schema in one transaction."""
-    from aiobs_pipeline.warehouse.postgres import connect, redact_url  # noqa: PLC0415
+    from aiobs_pipeline.warehouse.postgres import redact_url, transaction  # noqa: PLC0415
 
-    connection = connect(url)
-    try:
-        report = migrate_connection(connection, "postgres", schema,
-                                    f"PostgreSQL {redact_url(url)} schema {schema}", **options)
-        connection.commit()
-    except BaseException:
-        connection.rollback()
-        raise
-    finally:
-        connection.close()
-    return report
+    with transaction(url) as connection:
+        return migrate_connection(connection, "postgres", schema,
+                                  f"PostgreSQL {redact_url(url)} schema {schema}", **options)
 
 
 def migrate(settings: Any) -> MigrationReport:

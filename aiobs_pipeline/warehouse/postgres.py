@@ -77,6 +77,20 @@ def connect(url: str, connect_timeout: int = 10) -> psycopg2.extensions.connecti
     return connection
 
 
+@contextmanager
+def transaction(url: str, connect_timeout: int = 10) -> Iterator[psycopg2.extensions.connection]:
+    """A connection whose transaction commits when the block succeeds, rolls back otherwise, and is closed."""
+    connection = connect(url, connect_timeout)
+    try:
+        yield connection
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        connection.close()
+
+
 def database_name(url: str) -> str:
     """The database a connection URL names (for the table's fully qualified name)."""
     try:
@@ -111,15 +125,8 @@ class PostgresClient(DbClient):
     @contextmanager
     def connect(self, context: OutputContext | InputContext, table_slice: TableSlice) -> Iterator[Any]:
         """Yield a connection whose transaction commits when the block succeeds and rolls back otherwise."""
-        connection = connect(self._url, self._connect_timeout)
-        try:
+        with transaction(self._url, self._connect_timeout) as connection:
             yield connection
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            connection.close()
 
     @staticmethod
     def ensure_schema_exists(context: OutputContext, table_slice: TableSlice, connection: Any) -> None:
