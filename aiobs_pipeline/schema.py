@@ -98,6 +98,8 @@ SPAN_INGEST_COLUMNS: tuple[Column, ...] = (
 SPAN_TABLE_COLUMNS: tuple[Column, ...] = SPAN_COLUMNS + SPAN_INGEST_COLUMNS
 
 SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in SPAN_COLUMNS)
+# What people wrote and read: most of a span's bytes, needed by the quality checks but not by costs or reports.
+SPAN_CONTENT_COLUMNS: tuple[str, ...] = ("input_messages", "output_text", "output_messages", "documents")
 SPAN_COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in SPAN_COLUMNS}
 REQUIRED_SPAN_COLUMNS: tuple[str, ...] = tuple(c.name for c in SPAN_COLUMNS if c.required)
 JSON_SPAN_COLUMNS: tuple[str, ...] = tuple(c.name for c in SPAN_COLUMNS if c.type == "json")

@@ -18,6 +18,10 @@ TOKEN_SUMS: tuple[str, ...] = (
     "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
 )
 COUNT_SUMS: tuple[str, ...] = ("calls", "errors", "unpriced_calls", "cost_mismatches")
+_SUMMED_INPUTS: tuple[str, ...] = (*GROUP_KEYS, *TOKEN_SUMS, "cost_usd", "reported_cost_usd", "status",
+                                   "cost_mismatch")
+# The priced_spans columns hourly_costs reads with its default time column (the asset loads only these).
+HOURLY_INPUT_COLUMNS: tuple[str, ...] = ("export_hour", "billable", *_SUMMED_INPUTS)
 METRIC_COLUMNS: dict[str, str] = {
     "cost_usd": "float64",
     "reported_cost_usd": "float64",
@@ -87,7 +91,7 @@ def hourly_costs(priced: pd.DataFrame, time_column: str = "export_hour") -> pd.D
     inside that partition, so re-materialising an hour replaces exactly its rows; `start_time` attributes
     late spans to the hour the call started instead.
     """
-    needed = [time_column, *GROUP_KEYS, *TOKEN_SUMS, "cost_usd", "reported_cost_usd", "status", "cost_mismatch"]
+    needed = [time_column, *_SUMMED_INPUTS]
     billable = priced.loc[priced["billable"].to_numpy(dtype=bool), needed]
     if billable.empty:
         return empty(HOURLY_COLUMNS)

@@ -13,6 +13,9 @@ from aiobs_pipeline.costs.aggregate import NONE_LABEL, as_utc, empty
 from aiobs_pipeline.costs.pricing import clean_names
 from aiobs_pipeline.costs.settings import CostSettings
 
+# The priced_spans columns budget_breaches reads (the asset loads only these).
+BREACH_INPUT_COLUMNS: tuple[str, ...] = ("export_hour", "billable", "user_id", "cost_usd")
+
 BREACH_COLUMNS: dict[str, str] = {
     "hour": "datetime64[ns, UTC]",
     "scope": "object",

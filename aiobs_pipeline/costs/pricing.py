@@ -52,6 +52,11 @@ from genai_prices.types import (
 )
 
 from aiobs_pipeline.costs.settings import CostSettings, PerCallPrice, PriceOverride
+from aiobs_pipeline.schema import SPAN_COLUMN_NAMES, SPAN_CONTENT_COLUMNS
+
+# The span columns priced_spans carries (and loads from spans): all but the message content, which no cost or
+# report reader looks at and which would otherwise be copied a second time (it stays in spans).
+PRICED_SPAN_INPUT_COLUMNS: tuple[str, ...] = tuple(c for c in SPAN_COLUMN_NAMES if c not in SPAN_CONTENT_COLUMNS)
 
 MODEL_KINDS = ("llm", "embedding")
 NS_PER_DAY = 86_400 * 10**9

@@ -19,9 +19,10 @@ from dagster import (
 )
 
 from aiobs_pipeline import costs
-from aiobs_pipeline.costs.aggregate import HOURLY_COLUMNS, empty
+from aiobs_pipeline.costs.aggregate import HOURLY_COLUMNS, HOURLY_INPUT_COLUMNS, empty
 from aiobs_pipeline.costs.anomalies import ANOMALY_COLUMNS
-from aiobs_pipeline.costs.budgets import BREACH_COLUMNS
+from aiobs_pipeline.costs.budgets import BREACH_COLUMNS, BREACH_INPUT_COLUMNS
+from aiobs_pipeline.costs.pricing import PRICED_SPAN_INPUT_COLUMNS
 from aiobs_pipeline.defs.ingest import WAREHOUSE_POOL
 from aiobs_pipeline.defs.jobs import DAILY, HOURLY
 from aiobs_pipeline.defs.partitions import daily_partitions, hourly_partitions
@@ -48,7 +49,10 @@ def _md(frame: pd.DataFrame, n: int = 10) -> MetadataValue:
 @asset(
     partitions_def=hourly_partitions, backfill_policy=BackfillPolicy.single_run(), group_name=GROUP, tags=HOURLY,
     io_manager_key="warehouse", metadata={"partition_expr": "export_hour"}, kinds={"pandas"}, pool=WAREHOUSE_POOL,
-    description="Every span with its cost (genai-prices + overrides), price source and billable flag.",
+    # Message content stays in spans: loading and writing it again took most of this step's time.
+    ins={"spans": AssetIn(metadata={"columns": list(PRICED_SPAN_INPUT_COLUMNS)})},
+    description="Every span with its cost (genai-prices + overrides), price source and billable flag; all span "
+                "columns but the message content (input/output messages, output text, documents).",
     check_specs=[AssetCheckSpec("unpriced_share", asset="priced_spans",
                                 description="Share of billable calls without a price stays under the setting.")],
 )
@@ -79,6 +83,7 @@ def priced_spans(context: AssetExecutionContext, aiobs: AiobsSettings, spans: pd
 @asset(
     partitions_def=hourly_partitions, backfill_policy=BackfillPolicy.single_run(), group_name=GROUP, tags=HOURLY,
     io_manager_key="warehouse", metadata={"partition_expr": "hour"}, kinds={"pandas"}, pool=WAREHOUSE_POOL,
+    ins={"priced_spans": AssetIn(metadata={"columns": list(HOURLY_INPUT_COLUMNS)})},
     description="Cost, tokens, calls and errors per hour by user, feature, endpoint, model and prompt version.",
 )
 def hourly_costs(priced_spans: pd.DataFrame) -> Output[pd.DataFrame]:
@@ -111,7 +116,8 @@ def daily_costs(hourly_costs: pd.DataFrame) -> Output[pd.DataFrame]:
     io_manager_key="warehouse", metadata={"partition_expr": "hour"}, kinds={"pandas"}, pool=WAREHOUSE_POOL,
     # The run's hours plus the 24 before them: spend earlier in the budget day counts toward it.
     ins={"hourly_costs": AssetIn(partition_mapping=TimeWindowPartitionMapping(
-        start_offset=-24, end_offset=0, allow_nonexistent_upstream_partitions=True))},
+        start_offset=-24, end_offset=0, allow_nonexistent_upstream_partitions=True)),
+         "priced_spans": AssetIn(metadata={"columns": list(BREACH_INPUT_COLUMNS)})},
     description="Users above their daily budget and hours above the total hourly budget, with the "
                 "recommended action (rate_limit_user, page_oncall) for alerting.",
 )

@@ -25,6 +25,7 @@ import pandas as pd
 
 from aiobs_pipeline.governance.settings import GovernanceSettings
 from aiobs_pipeline.governance.store import WarehouseSession
+from aiobs_pipeline.schema import SPAN_CONTENT_COLUMNS
 from aiobs_pipeline.warehouse.tables import quote_ident
 
 RETENTION_LOG = "retention_log"
@@ -44,7 +45,7 @@ TABLE_PERIODS: dict[str, str] = {
 }
 # Columns holding what people wrote or read (messages, answers, documents, comments, quoted sentences).
 CONTENT_COLUMNS: tuple[str, ...] = (
-    "input_messages", "output_text", "output_messages", "documents", "comment", "original_text", "edited_text",
+    *SPAN_CONTENT_COLUMNS, "comment", "original_text", "edited_text",
     "unsupported_sentences", "grounding_evidence", "confidence_evidence", "evidence",
 )
 # Tables whose content columns are nulled after span_content_days.

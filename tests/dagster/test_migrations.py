@@ -5,7 +5,6 @@ ingest and pricing then write onto the migrated tables."""
 
 from __future__ import annotations
 
-import io
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +22,8 @@ from aiobs_pipeline.schema import SCHEMA_VERSION
 from aiobs_pipeline.warehouse import read_table
 from aiobs_pipeline.warehouse.duckdb import table_types
 from aiobs_pipeline.warehouse.migrations import VERSION_TABLE, VERSIONED_TABLES
-from aiobs_pipeline.warehouse.postgres import _csv_values
-from aiobs_pipeline.warehouse.tables import create_table_sql, prepare_frame, qualified_name, quote_ident
+from aiobs_pipeline.warehouse.postgres import copy_rows
+from aiobs_pipeline.warehouse.tables import create_table_sql, prepare_frame, quote_ident
 from tests.dagster.conftest import Project
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "warehouse_v1.duckdb"
@@ -53,11 +52,7 @@ def build_postgres_v1(url: str, schema: str) -> None:
                                       types, table)
                 if frame.empty:
                     continue
-                columns = [_csv_values(frame[name], types[name]) for name in frame.columns]
-                buffer = io.StringIO("".join(",".join(row) + "\n" for row in zip(*columns, strict=True)))
-                names = ", ".join(quote_ident(n) for n in frame.columns)
-                cursor.copy_expert(f"COPY {qualified_name(schema, table)} ({names}) FROM STDIN "
-                                   "WITH (FORMAT csv, NULL '\\N')", buffer)
+                copy_rows(cursor, schema, table, frame, types)
     finally:
         connection.close()
 

@@ -566,3 +566,28 @@ def test_warehouse_settings_are_checked(tmp_path: Path) -> None:
         warehouse_io_manager("sqlite", duckdb_path=str(tmp_path / "w.duckdb"), schema="aiobs")
     with pytest.raises(ValueError, match="no PostgreSQL URL"):
         warehouse_io_manager("postgres", duckdb_path=str(tmp_path / "w.duckdb"), postgres_url=None, schema="aiobs")
+
+
+@pytest.mark.postgres
+def test_postgres_tables_are_indexed_on_their_partition_column(postgres_url: str, postgres_schema: str,
+                                                               tmp_path: Path) -> None:
+    """Replacing or loading one hour must not scan every hour: the partition column carries an index."""
+    warehouse = Warehouse("postgres", {"duckdb_path": str(tmp_path / "unused.duckdb"), "postgres_url": postgres_url,
+                                       "schema": postgres_schema})
+    source = Source(spans=span_frame, hourly_costs=cost_frame)
+    warehouse.run(["spans", "hourly_costs"], source, hour=0)
+    with psycopg2.connect(postgres_url) as connection, connection.cursor() as cursor:
+        # A table from an earlier version, without the index, gets it on its next write.
+        cursor.execute(f'DROP INDEX "{postgres_schema}".hourly_costs_hour_idx')
+    warehouse.run(["spans", "hourly_costs"], source, hour=1)
+    with psycopg2.connect(postgres_url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = %s "
+                       "AND tablename <> 'aiobs_schema' ORDER BY tablename", (postgres_schema,))
+        indexes = cursor.fetchall()
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute(f'EXPLAIN SELECT * FROM "{postgres_schema}".spans WHERE export_hour >= %s',
+                       (HOUR[1].to_pydatetime(),))
+        plan = " ".join(row[0] for row in cursor.fetchall())
+    assert [table for table, _ in indexes] == ["hourly_costs", "spans"], indexes
+    assert indexes[0][1].endswith("(hour)") and indexes[1][1].endswith("(export_hour)")
+    assert "spans_export_hour_idx" in plan
