@@ -23,18 +23,17 @@ from aiobs_pipeline.costs.aggregate import HOURLY_COLUMNS, HOURLY_INPUT_COLUMNS,
 from aiobs_pipeline.costs.anomalies import ANOMALY_COLUMNS
 from aiobs_pipeline.costs.budgets import BREACH_COLUMNS, BREACH_INPUT_COLUMNS
 from aiobs_pipeline.costs.pricing import PRICED_SPAN_INPUT_COLUMNS
-from aiobs_pipeline.defs.ingest import WAREHOUSE_POOL
+from aiobs_pipeline.defs.common import WAREHOUSE_POOL, hours_between
 from aiobs_pipeline.defs.jobs import DAILY, HOURLY
 from aiobs_pipeline.defs.partitions import daily_partitions, hourly_partitions
 from aiobs_pipeline.defs.resources import AiobsSettings
 
 GROUP = "costs"
-HOUR = timedelta(hours=1)
 
 
 def _hours(context: AssetExecutionContext) -> list[pd.Timestamp]:
     window = context.partition_time_window
-    return list(pd.date_range(window.start, window.end - HOUR, freq="h", tz="UTC"))
+    return [pd.Timestamp(hour).tz_convert("UTC") for hour in hours_between(window.start, window.end)]
 
 
 def _in_hour(frame: pd.DataFrame, column: str, hour: pd.Timestamp) -> pd.DataFrame:

@@ -36,7 +36,7 @@ from dagster import (
 )
 from pydantic import ValidationError
 
-from aiobs_pipeline.defs.ingest import WAREHOUSE_POOL, _markdown
+from aiobs_pipeline.defs.common import WAREHOUSE_POOL, markdown_preview
 from aiobs_pipeline.defs.jobs import DAILY
 from aiobs_pipeline.defs.partitions import daily_partitions
 from aiobs_pipeline.defs.resources import AiobsSettings
@@ -105,10 +105,10 @@ def eval_dataset(context: AssetExecutionContext, aiobs: AiobsSettings, spans: pd
         "new_version_written": result.created,
         "dataset_path": MetadataValue.path(str(result.path or root)),
         "dataset_cases": int(counts.get("cases", 0)),
-        "outcomes": MetadataValue.md(_markdown(outcomes)),
+        "outcomes": MetadataValue.md(markdown_preview(outcomes)),
         "redactions": MetadataValue.json(dict(candidates.redactions)),
         "skipped": MetadataValue.json(dict(candidates.skipped)),
-        "new_cases": MetadataValue.md(_markdown(new, 15)),
+        "new_cases": MetadataValue.md(markdown_preview(new, 15)),
     })
 
 
@@ -135,7 +135,7 @@ def prompt_version_scorecard(context: AssetExecutionContext, aiobs: AiobsSetting
     return Output(card, metadata={
         "dagster/row_count": len(card),
         "prompt_versions": len(card[["prompt_name", "prompt_version"]].drop_duplicates()),
-        "scorecard": MetadataValue.md(_markdown(shown.round(4), 20)),
+        "scorecard": MetadataValue.md(markdown_preview(shown.round(4), 20)),
     })
 
 
@@ -200,7 +200,7 @@ def compare_prompt_versions(context: OpExecutionContext, config: PromptRegressio
                                    "failed_calls_baseline": len(comparison.baseline.failures()),
                                    "failed_calls_candidate": len(comparison.candidate.failures()),
                                    "worse_cases": len(comparison.worse_cases),
-                                   "metrics": MetadataValue.md(_markdown(metrics)),
+                                   "metrics": MetadataValue.md(markdown_preview(metrics)),
                                    "report": MetadataValue.md(report),
                                    "report_path": MetadataValue.path(str(path)),
                                })

@@ -25,7 +25,7 @@ from dagster import (
     multi_asset,
 )
 
-from aiobs_pipeline.defs.ingest import WAREHOUSE_POOL, _concat, _hours, _markdown
+from aiobs_pipeline.defs.common import WAREHOUSE_POOL, concat_parts, hours_between, markdown_preview
 from aiobs_pipeline.defs.jobs import DAILY, HOURLY
 from aiobs_pipeline.defs.partitions import daily_partitions, hourly_partitions
 from aiobs_pipeline.defs.resources import AiobsSettings
@@ -67,20 +67,20 @@ def ingest_feedback_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
     settings = aiobs.get()
     window = context.partition_time_window
     results = [ingest_feedback_partition(settings.feedback_root, hour, settings.feedback)
-               for hour in _hours(window.start, window.end)]
-    events = _concat([r.events for r in results])
-    quarantined = _concat([r.quarantined for r in results])
-    audit = _concat([r.audit for r in results])
+               for hour in hours_between(window.start, window.end)]
+    events = concat_parts([r.events for r in results])
+    quarantined = concat_parts([r.quarantined for r in results])
+    audit = concat_parts([r.audit for r in results])
     reasons = (quarantined["reason"].value_counts().rename_axis("reason").reset_index(name="count")
                if len(quarantined) else pd.DataFrame())
     yield Output(events, output_name="feedback_events", metadata={
         "dagster/row_count": len(events),
-        "by_type": MetadataValue.md(_markdown(
+        "by_type": MetadataValue.md(markdown_preview(
             events["event_type"].value_counts().rename_axis("event_type").reset_index(name="events"))
             if len(events) else "_none_"),
     })
     yield Output(quarantined, output_name="quarantined_feedback", metadata={
-        "dagster/row_count": len(quarantined), "by_reason": MetadataValue.md(_markdown(reasons))})
+        "dagster/row_count": len(quarantined), "by_reason": MetadataValue.md(markdown_preview(reasons))})
     yield Output(audit, output_name="feedback_audit", metadata={"dagster/row_count": len(audit)})
     written = int(audit["events_written"].sum()) if len(audit) and "events_written" in audit else len(events)
     validation = validate_feedback(events, expected_row_count=written)
@@ -156,7 +156,7 @@ def satisfaction_metrics_daily(context: AssetExecutionContext, aiobs: AiobsSetti
     shown = metrics[metrics["grain"] == "day"] if "grain" in metrics else metrics
     return Output(metrics, metadata={
         "dagster/row_count": len(metrics),
-        "by_feature": MetadataValue.md(_markdown(shown.drop(columns=[c for c in shown.columns if c.endswith("_status")
+        "by_feature": MetadataValue.md(markdown_preview(shown.drop(columns=[c for c in shown.columns if c.endswith("_status")
                                                                      or c == "grain"], errors="ignore"), 15)),
     })
 

@@ -13,7 +13,7 @@ from dagster import (
     define_asset_job,
 )
 
-from aiobs_pipeline.defs.ingest import WAREHOUSE_POOL
+from aiobs_pipeline.defs.common import WAREHOUSE_POOL
 from aiobs_pipeline.defs.resources import AiobsSettings
 from aiobs_pipeline.governance.retention import enforce_retention, markdown, record_retention
 from aiobs_pipeline.governance.store import warehouse_session

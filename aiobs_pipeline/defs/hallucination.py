@@ -22,7 +22,7 @@ from dagster import (
     multi_asset,
 )
 
-from aiobs_pipeline.defs.ingest import WAREHOUSE_POOL, _markdown
+from aiobs_pipeline.defs.common import WAREHOUSE_POOL, markdown_preview
 from aiobs_pipeline.defs.jobs import HOURLY
 from aiobs_pipeline.defs.partitions import hourly_partitions
 from aiobs_pipeline.defs.resources import AiobsSettings
@@ -211,7 +211,7 @@ def hallucination_scores(aiobs: AiobsSettings, confidence_scores: pd.DataFrame, 
     scored = score_frame(frame, aiobs.get().hallucination.risk)
     levels = scored["risk_level"].value_counts().rename_axis("risk_level").reset_index(name="answers")
     return Output(scored, metadata={
-        "dagster/row_count": len(scored), "risk_levels": MetadataValue.md(_markdown(levels)),
+        "dagster/row_count": len(scored), "risk_levels": MetadataValue.md(markdown_preview(levels)),
         "mean_trust_score": float(scored["trust_score"].mean()) if scored["trust_score"].notna().any() else None,
     })
 
@@ -231,8 +231,8 @@ def flagged_responses(spans: pd.DataFrame, hallucination_scores: pd.DataFrame, c
                       on="span_id", how="left"))
     by = flagged.groupby(["feature", "prompt_version"], dropna=False).size().rename("flagged").reset_index()
     return Output(flagged.reset_index(drop=True), metadata={
-        "dagster/row_count": len(flagged), "by_feature_and_prompt": MetadataValue.md(_markdown(by)),
-        "preview": MetadataValue.md(_markdown(flagged[["span_id", "trust_score", "feature", "prompt_version",
+        "dagster/row_count": len(flagged), "by_feature_and_prompt": MetadataValue.md(markdown_preview(by)),
+        "preview": MetadataValue.md(markdown_preview(flagged[["span_id", "trust_score", "feature", "prompt_version",
                                                        "invalid_citations"]], 10)),
     })
 

@@ -26,31 +26,15 @@ from dagster import (
     sensor,
 )
 
+from aiobs_pipeline.defs.common import WAREHOUSE_POOL, concat_parts, hours_between, markdown_preview
 from aiobs_pipeline.defs.jobs import HOURLY, hourly_job
 from aiobs_pipeline.defs.partitions import hourly_partitions
 from aiobs_pipeline.defs.resources import AiobsSettings
 from aiobs_pipeline.ingest.masking import masker_from_settings
-from aiobs_pipeline.ingest.partition import HOUR, ingest_partition, partition_files
+from aiobs_pipeline.ingest.partition import ingest_partition, partition_files
 from aiobs_pipeline.schema import SCHEMA_VERSION
 
-WAREHOUSE_POOL = "aiobs_warehouse"
 PARTITION_EXPR = {"partition_expr": "export_hour"}
-
-
-def _hours(start: datetime, end: datetime) -> list[datetime]:
-    hours, current = [], start
-    while current < end:
-        hours.append(current)
-        current += HOUR
-    return hours
-
-
-def _markdown(frame: pd.DataFrame, limit: int = 20) -> str:
-    if frame.empty:
-        return "_none_"
-    shown = frame.head(limit)
-    text = shown.to_markdown(index=False)
-    return text if len(frame) <= limit else f"{text}\n\n_{len(frame) - limit} more rows in the table_"
 
 
 @multi_asset(
@@ -85,7 +69,7 @@ def ingest_export_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
     spans_parts, quarantine_parts, audit_parts, unreadable = [], [], [], []
     masker = masker_from_settings(settings.ingest)
     masked: Counter | None = None if masker is None else Counter({name: 0 for name in masker.names})
-    for hour in _hours(window.start, window.end):
+    for hour in hours_between(window.start, window.end):
         result = ingest_partition(settings.landing_root, hour, fast_path=settings.ingest.fast_path, masker=masker)
         if masked is not None and result.pii_masked:
             masked.update(result.pii_masked)
@@ -99,9 +83,9 @@ def ingest_export_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
             f"{hour:%Y-%m-%d %H}:00 {len(result.spans)} spans written, {len(result.quarantined)} quarantined "
             f"from {len(result.audit)} files"
         )
-    spans = _concat(spans_parts)
-    quarantined = _concat(quarantine_parts)
-    audit = _concat(audit_parts)
+    spans = concat_parts(spans_parts)
+    quarantined = concat_parts(quarantine_parts)
+    audit = concat_parts(audit_parts)
 
     identity_ok = bool((audit["spans_found"] == audit["spans_written"] + audit["spans_quarantined"]).all())
     reasons = quarantined["reason"].value_counts().rename_axis("reason").reset_index(name="count")
@@ -110,18 +94,18 @@ def ingest_export_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
     yield Output(spans, output_name="spans", metadata={
         **common,
         "dagster/row_count": len(spans),
-        "spans_by_kind": MetadataValue.md(_markdown(
+        "spans_by_kind": MetadataValue.md(markdown_preview(
             spans["kind"].value_counts().rename_axis("kind").reset_index(name="spans"))),
         "late_spans": int(audit["late_spans"].sum()) if len(audit) else 0,
-        "preview": MetadataValue.md(_markdown(
+        "preview": MetadataValue.md(markdown_preview(
             spans[["start_time", "kind", "name", "model", "user_id", "input_tokens", "output_tokens"]], 10)),
     })
     yield Output(quarantined, output_name="quarantined_spans", metadata={
         **common,
         "dagster/row_count": len(quarantined),
-        "by_reason": MetadataValue.md(_markdown(reasons)),
+        "by_reason": MetadataValue.md(markdown_preview(reasons)),
         "unreadable_files": MetadataValue.json(unreadable),
-        "preview": MetadataValue.md(_markdown(quarantined[["source_file", "source_line", "reason", "detail"]], 10)),
+        "preview": MetadataValue.md(markdown_preview(quarantined[["source_file", "source_line", "reason", "detail"]], 10)),
     })
     yield Output(audit, output_name="ingest_audit", metadata={
         **common,
@@ -131,7 +115,7 @@ def ingest_export_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
         "spans_written": int(audit["spans_written"].sum()) if len(audit) else 0,
         "spans_quarantined": int(audit["spans_quarantined"].sum()) if len(audit) else 0,
         "identity_holds": identity_ok,
-        "per_file": MetadataValue.md(_markdown(audit.drop(columns=["schema_version"]), 30)),
+        "per_file": MetadataValue.md(markdown_preview(audit.drop(columns=["schema_version"]), 30)),
     })
     yield spans_check(spans, audit)
 
@@ -142,7 +126,7 @@ def _masking_metadata(masked: Counter | None) -> dict[str, object]:
         return {"pii_masking": "off"}
     table = pd.DataFrame(sorted(masked.items()), columns=["pattern", "values_masked"])
     return {"pii_masking": "on", "pii_masked": int(sum(masked.values())),
-            "pii_masked_by_pattern": MetadataValue.md(_markdown(table, 50))}
+            "pii_masked_by_pattern": MetadataValue.md(markdown_preview(table, 50))}
 
 
 def spans_check(spans: pd.DataFrame, audit: pd.DataFrame) -> AssetCheckResult:
@@ -159,13 +143,6 @@ def spans_check(spans: pd.DataFrame, audit: pd.DataFrame) -> AssetCheckResult:
         metadata={"report": MetadataValue.md(validation.to_markdown()),
                   "validation": MetadataValue.json(validation.to_metadata())},
     )
-
-
-def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    non_empty = [p for p in parts if len(p)]
-    if not non_empty:
-        return parts[0] if parts else pd.DataFrame()
-    return pd.concat(non_empty, ignore_index=True) if len(non_empty) > 1 else non_empty[0]
 
 
 hourly_ingest_schedule = build_schedule_from_partitioned_job(
@@ -196,7 +173,7 @@ def landing_sensor(context: SensorEvaluationContext, aiobs: AiobsSettings):
     requests = []
     # Only closed hours: the open hour is not a partition yet (Dagster would reject the request); its files
     # are picked up at the first tick after it closes.
-    for hour in _hours(first, now):
+    for hour in hours_between(first, now):
         files = partition_files(settings.landing_root, hour)
         if not files:
             continue

@@ -24,7 +24,7 @@ from dagster import (
     asset,
 )
 
-from aiobs_pipeline.defs.ingest import WAREHOUSE_POOL
+from aiobs_pipeline.defs.common import WAREHOUSE_POOL
 from aiobs_pipeline.defs.jobs import DAILY, MONTHLY
 from aiobs_pipeline.defs.partitions import daily_partitions, monthly_partitions
 from aiobs_pipeline.defs.resources import AiobsSettings

@@ -400,7 +400,8 @@ def _locked(dataset_root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _counts(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def case_counts(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Counts of a dataset version's cases by reason, feature, prompt and model, as its manifest records them."""
     tags = [c.get("tags") or {} for c in cases]
     reasons = Counter(r.split(":", 1)[0] for c in cases for r in c.get("reasons") or [])
     return {
@@ -455,7 +456,7 @@ def _manifest(name: str, version: str, previous: str | None, cases: list[dict[st
         "created_at": (now or datetime.now(UTC)).isoformat(),
         "case_schema_version": CASE_SCHEMA_VERSION,
         "content_sha256": hashlib.sha256(content).hexdigest(),
-        "counts": _counts(cases),
+        "counts": case_counts(cases),
         "build": {
             "partitions": sorted(set(source_partitions)),
             "responses_flagged": candidates.responses_flagged,

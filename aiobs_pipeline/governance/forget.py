@@ -620,7 +620,7 @@ def forget_in_feedback_landing(root: Path, keys: UserKeys, feedback_settings: An
 
 def forget_in_datasets(roots: Iterable[Path], keys: UserKeys, dry_run: bool) -> list[ForgetItem]:
     """Remove the user's eval cases from every cases JSONL file under the dataset folders; refresh manifests."""
-    from aiobs_pipeline.evals.dataset import MANIFEST_FILE, _counts  # noqa: PLC0415
+    from aiobs_pipeline.evals.dataset import MANIFEST_FILE, case_counts  # noqa: PLC0415
 
     items: list[ForgetItem] = []
     for root in roots:
@@ -660,7 +660,7 @@ def forget_in_datasets(roots: Iterable[Path], keys: UserKeys, dry_run: bool) -> 
                 data = json.loads(manifest.read_text(encoding="utf-8"))
                 cases = [json.loads(line) for line in kept]
                 data["content_sha256"] = hashlib.sha256(content).hexdigest()
-                data["counts"] = _counts(cases)
+                data["counts"] = case_counts(cases)
                 data["forgotten_cases"] = int(data.get("forgotten_cases") or 0) + removed
                 text = json.dumps(data, indent=2, sort_keys=True) + "\n"
                 _atomic_write(manifest, text.encode("utf-8"), lambda _temp: None)
