@@ -45,7 +45,7 @@ import pandas as pd
 
 from aiobs_pipeline.governance.retention import FORGET_AUDIT, RETENTION_LOG
 from aiobs_pipeline.governance.store import WarehouseSession
-from aiobs_pipeline.ingest.files import GZIP_MAGIC, _looks_like_document, is_landing_file
+from aiobs_pipeline.ingest.files import GZIP_MAGIC, is_landing_file, looks_like_document
 from aiobs_pipeline.ingest.otlp import MalformedSpan, hex_id
 from aiobs_pipeline.warehouse.tables import quote_ident
 
@@ -295,7 +295,7 @@ def _load(path: Path) -> _Parsed:
         data = gzip.decompress(raw) if gz else raw
     except (OSError, EOFError, zlib.error) as exc:
         raise ForgetError(f"{path}: the gzip stream is damaged ({exc}); it cannot be rewritten safely") from None
-    if _looks_like_document(path):
+    if looks_like_document(path):
         try:
             return _Parsed(gz, "document", document=orjson.loads(data.removeprefix(b"\xef\xbb\xbf")))
         except orjson.JSONDecodeError:

@@ -79,7 +79,7 @@ def iter_lines(stream: io.BufferedIOBase) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
-def _looks_like_document(path: Path) -> bool:
+def looks_like_document(path: Path) -> bool:
     """A file is one JSON document when it starts with '[' or its first line is not a whole JSON value."""
     # The whole first line decides: an OTLP export request written by the Collector can exceed 64 KiB.
     first = b""
@@ -112,7 +112,7 @@ def iter_records(path: Path) -> Iterator[RawRecord | Reject]:
     Reject. A file that cannot be opened raises `UnreadableFile`.
     """
     try:
-        document = _looks_like_document(path)
+        document = looks_like_document(path)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise UnreadableFile(f"{path}: cannot read: {exc}") from exc
     if document:

@@ -93,7 +93,7 @@ _SLACK = 256 * 1024
 def try_read(path: Path, source_file: str) -> FileRead | None:
     """Read a large native JSONL file with DuckDB; None when the generic path should read it instead."""
     try:
-        if path.stat().st_size < MIN_BYTES or files._looks_like_document(path) or not _first_is_native(path):
+        if path.stat().st_size < MIN_BYTES or files.looks_like_document(path) or not _first_is_native(path):
             return None
         return _read(path, source_file)
     except _READ_ERRORS:

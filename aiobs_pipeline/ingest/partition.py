@@ -272,13 +272,13 @@ def _with_raw(quarantined: pd.DataFrame, path: Path) -> pd.DataFrame:
     import gzip
     import zlib
 
-    from aiobs_pipeline.ingest.files import _decode, _looks_like_document, open_binary
+    from aiobs_pipeline.ingest.files import _decode, looks_like_document, open_binary
 
     wanted = set(int(n) for n in quarantined["source_line"].dropna())
     raw: dict[int, str] = {}
     if wanted:
         try:
-            if _looks_like_document(path):
+            if looks_like_document(path):
                 for item in iter_records(path):
                     if item.number in wanted:
                         raw[item.number] = item.text if isinstance(item, RawRecord) else (item.raw or "")
