@@ -1,7 +1,8 @@
 """Which Dagster executor runs the steps of a run: one process, one process per step, or Celery workers.
 
 `ExecutionSettings` is the `[execution]` section of aiobs.toml (environment: `AIOBS_EXECUTION__EXECUTOR`,
-`AIOBS_EXECUTION__MAX_CONCURRENT`, `AIOBS_EXECUTION__CELERY_BROKER`, `AIOBS_EXECUTION__CELERY_BACKEND`);
+`AIOBS_EXECUTION__MAX_CONCURRENT`, `AIOBS_EXECUTION__CELERY_BROKER`, `AIOBS_EXECUTION__CELERY_BACKEND`,
+`AIOBS_EXECUTION__CELERY_QUEUE`);
 `executor_for(settings)` turns it into the executor definition `definitions.py` hands to `Definitions`.
 
 Past one machine the steps go to Celery workers (`dagster-celery`): the run's process only queues each step
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 EXECUTORS = ("multiprocess", "in_process", "celery")
 BROKER_ENV = "AIOBS_EXECUTION__CELERY_BROKER"
 BACKEND_ENV = "AIOBS_EXECUTION__CELERY_BACKEND"
+QUEUE_ENV = "AIOBS_EXECUTION__CELERY_QUEUE"
+# dagster-celery's own default queue name.
+DEFAULT_QUEUE = "dagster"
 DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 # The RPC backend sends results back over the AMQP broker, so RabbitMQ alone is enough; with a Redis
 # broker use a Redis backend too (e.g. redis://127.0.0.1:6379/1).
@@ -52,6 +56,12 @@ class ExecutionSettings(BaseModel):
         description="Celery result backend URL (rpc:// with RabbitMQ, redis:// with Redis); set "
                     "AIOBS_EXECUTION__CELERY_BACKEND.")
 
+    celery_queue: str = Field(
+        default=DEFAULT_QUEUE, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$",
+        description="Celery queue the steps are sent to; start workers with `-q` on the same name. Deployments "
+                    "(or test runs) sharing one broker need queues of their own, or one's workers run the "
+                    "other's steps.")
+
     @field_validator("celery_broker", "celery_backend")
     @classmethod
     def _known_scheme(cls, value: SecretStr, info: Any) -> SecretStr:
@@ -72,9 +82,12 @@ def _url_source(env_name: str, secret: SecretStr) -> str | dict[str, str]:
 
 
 def celery_config(settings: ExecutionSettings) -> dict[str, Any]:
-    """The dagster-celery executor config (broker, backend) for these settings; also a worker's -y file."""
-    return {"broker": _url_source(BROKER_ENV, settings.celery_broker),
-            "backend": _url_source(BACKEND_ENV, settings.celery_backend)}
+    """The dagster-celery executor config (broker, backend, and the queue unless it is Celery's default)."""
+    config: dict[str, Any] = {"broker": _url_source(BROKER_ENV, settings.celery_broker),
+                              "backend": _url_source(BACKEND_ENV, settings.celery_backend)}
+    if settings.celery_queue != DEFAULT_QUEUE:
+        config["config_source"] = {"task_default_queue": settings.celery_queue}
+    return config
 
 
 def executor_for(settings: Any) -> ExecutorDefinition:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from aiobs_pipeline.execution import BACKEND_ENV, BROKER_ENV, DEFAULT_BACKEND, DEFAULT_BROKER
+from aiobs_pipeline.execution import BACKEND_ENV, BROKER_ENV, DEFAULT_BACKEND, DEFAULT_BROKER, QUEUE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = "ingest_costs_job"
@@ -152,6 +152,8 @@ class BackfillEnv:
     warehouse_url: str
     schema: str
     extra: dict[str, str] = field(default_factory=dict)
+    # A queue of its own: another backfill (or test run) on the same broker must not take these steps.
+    queue: str = field(default_factory=lambda: f"aiobs-bench-{uuid.uuid4().hex[:10]}")
 
     def env(self, executor: str) -> dict[str, str]:
         """Environment of every process of the backfill (run processes and Celery workers alike)."""
@@ -170,6 +172,7 @@ class BackfillEnv:
             # Workers read deploy/dagster.celery.yaml, which takes both URLs from the environment.
             BROKER_ENV: os.environ.get(BROKER_ENV) or DEFAULT_BROKER,
             BACKEND_ENV: os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND,
+            QUEUE_ENV: self.queue,
             "GX_ANALYTICS_ENABLED": "false",
             "DAGSTER_DISABLE_TELEMETRY": "true",
             **self.extra,
@@ -190,7 +193,8 @@ def celery_workers(backfill: BackfillEnv, count: int, log_dir: Path, timeout: fl
             log = log_dir / f"worker-{number}.log"
             # -i imports the code location when the worker starts, not when its first step arrives.
             args = [dagster_celery, "worker", "start", "-A", "dagster_celery.app", "-y", str(WORKER_CONFIG),
-                    "-n", f"aiobs-{number}-{uuid.uuid4().hex[:6]}", "-i", "aiobs_pipeline.definitions",
+                    "-n", f"aiobs-{number}-{uuid.uuid4().hex[:6]}", "-q", backfill.queue,
+                    "-i", "aiobs_pipeline.definitions",
                     "-l", "INFO", "--", "--concurrency=1", f"--logfile={log}"]
             # A session of its own, so the worker and its pool child are ended together by group id.
             errors.append(open(log.with_suffix(".err"), "wb"))  # noqa: SIM115 - closed in finally

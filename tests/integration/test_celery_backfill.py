@@ -139,6 +139,18 @@ def test_celery_urls_from_the_environment_stay_env_references(monkeypatch: pytes
     assert executor_for(settings).name == "celery"
 
 
+def test_a_queue_of_its_own_goes_to_the_executor_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deployments sharing a broker keep their steps apart by queue; the default adds nothing to the config."""
+    monkeypatch.delenv(BROKER_ENV, raising=False)
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    assert "config_source" not in celery_config(ExecutionSettings())
+    monkeypatch.setenv("AIOBS_EXECUTION__CELERY_QUEUE", "aiobs-staging")
+    execution = load_settings(None, execution={"executor": "celery"}).execution
+    assert celery_config(execution)["config_source"] == {"task_default_queue": "aiobs-staging"}
+    with pytest.raises(ValidationError, match="celery_queue"):
+        ExecutionSettings(celery_queue="two words")
+
+
 def test_executor_is_chosen_from_aiobs_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIOBS_EXECUTION__EXECUTOR", "in_process")
     monkeypatch.setenv("AIOBS_EXECUTION__MAX_CONCURRENT", "2")
