@@ -9,8 +9,8 @@ No maintained pandas IO manager for PostgreSQL exists, so this follows dagster-d
 * `PostgresPandasTypeHandler` creates the table on first write (text, bigint, double precision,
   timestamptz, jsonb, ... from `tables.py`) with an index on each partition column, adds columns a later
   write brings, and loads rows with COPY FROM STDIN, the CSV written by Arrow (pure-Python CSV building
-  took longer than PostgreSQL's own COPY of the rows). Loads cast back to the same dtypes the DuckDB warehouse yields; JSONB comes back
-  as canonical JSON text.
+  took longer than PostgreSQL's own COPY of the rows). Loads cast back to the same dtypes the DuckDB
+  warehouse yields; JSONB comes back as canonical JSON text.
 
 Writing a partition (or a range of them) is DELETE + COPY in one transaction; an unpartitioned asset is
 DELETE of all rows + COPY, so readers (BI tools) see the old table until the new one is committed.
