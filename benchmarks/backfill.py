@@ -45,6 +45,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from aiobs_pipeline.execution import BACKEND_ENV, BROKER_ENV, DEFAULT_BACKEND, DEFAULT_BROKER, QUEUE_ENV
+from aiobs_pipeline.warehouse.postgres import drop_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = "ingest_costs_job"
@@ -95,18 +96,6 @@ def temporary_database(server_url: str, prefix: str = "aiobs_dagster") -> Iterat
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.close()
-
-
-def drop_schema(url: str, schema: str) -> None:
-    """Drop a warehouse schema and its tables."""
-    import psycopg2  # noqa: PLC0415
-
-    connection = psycopg2.connect(url, connect_timeout=5)
-    try:
-        with connection, connection.cursor() as cursor:
-            cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
         connection.close()
 
 

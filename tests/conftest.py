@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import psycopg2
 import pytest
 
-from aiobs_pipeline.warehouse.postgres import redact_url
+from aiobs_pipeline.warehouse.postgres import drop_schema, redact_url
 
 DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -45,9 +45,4 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
     """A fresh schema name for one test (created by whatever writes to it), dropped with its tables after."""
     name = f"aiobs_test_{uuid.uuid4().hex[:12]}"
     yield name
-    connection = psycopg2.connect(postgres_url, connect_timeout=3)
-    try:
-        with connection, connection.cursor() as cursor:
-            cursor.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        connection.close()
+    drop_schema(postgres_url, name)

@@ -94,6 +94,12 @@ def transaction(url: str, connect_timeout: int = 10) -> Iterator[psycopg2.extens
         connection.close()
 
 
+def drop_schema(url: str, schema: str) -> None:
+    """Drop a warehouse schema with all its tables (benchmarks and tests clean up with it)."""
+    with transaction(url, connect_timeout=5) as connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+
+
 def database_name(url: str) -> str:
     """The database a connection URL names (for the table's fully qualified name)."""
     try:
