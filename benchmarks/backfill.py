@@ -45,7 +45,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from aiobs_pipeline.execution import BACKEND_ENV, BROKER_ENV, DEFAULT_BACKEND, DEFAULT_BROKER, QUEUE_ENV
-from aiobs_pipeline.warehouse.postgres import drop_schema
+from aiobs_pipeline.warehouse.postgres import drop_schema, transaction
+from aiobs_pipeline.warehouse.tables import qualified_name
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = "ingest_costs_job"
@@ -376,21 +377,15 @@ def write_landing(root: Path, hours: int, spans_per_hour: int, processes: int = 
 
 def count_rows(url: str, schema: str, tables: Sequence[str]) -> dict[str, int]:
     """Row counts of warehouse tables (0 for a table that was never written)."""
-    import psycopg2  # noqa: PLC0415
-
-    connection = psycopg2.connect(url, connect_timeout=5)
     counts = {}
-    try:
-        with connection, connection.cursor() as cursor:
-            for table in tables:
-                cursor.execute("SELECT to_regclass(%s)", [f'"{schema}"."{table}"'])
-                if cursor.fetchone()[0] is None:
-                    counts[table] = 0
-                    continue
-                cursor.execute(f'SELECT count(*) FROM "{schema}"."{table}"')
-                counts[table] = cursor.fetchone()[0]
-    finally:
-        connection.close()
+    with transaction(url, connect_timeout=5) as connection, connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute("SELECT to_regclass(%s)", [qualified_name(schema, table)])
+            if cursor.fetchone()[0] is None:
+                counts[table] = 0
+                continue
+            cursor.execute(f"SELECT count(*) FROM {qualified_name(schema, table)}")
+            counts[table] = cursor.fetchone()[0]
     return counts
 
 
