@@ -45,6 +45,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aiobs_pipeline.ingest import detect, files, native
 from aiobs_pipeline.ingest.base import RawRecord, Reject
@@ -83,7 +84,6 @@ FRAME_COLUMNS = tuple(c.name for c in SPAN_COLUMNS if c.name not in CONTEXT_COLU
 
 log = logging.getLogger(__name__)
 _TS_DTYPE = pd.DatetimeTZDtype("ns", "UTC")
-_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype()}
 _READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile, files.UnreadableFile)
 _OPEN_BRACE = ord("{")
 # Room after a block for the rest of its last line, so that it is read in place.
@@ -192,6 +192,15 @@ class _Lines:
         self.path = path
         self.kept: list[tuple[int, bytes]] = []
         self.error: BaseException | None = None
+        self.lines_read = 0
+        self.bytes_read = 0
+
+    def estimated_lines(self) -> int:
+        """The file's line count as the lines and bytes read so far suggest (low for gzip: sizes differ)."""
+        if not self.bytes_read:
+            return 0
+        size = self.path.stat().st_size
+        return int(self.lines_read * max(size, self.bytes_read) / self.bytes_read * 1.02) + 1024
 
     def reader(self) -> pa.RecordBatchReader:
         """A record batch reader over the whole file."""
@@ -203,6 +212,8 @@ class _Lines:
             for data, length in iter_blocks(self.path):
                 table, count = self._block(first, data, length)
                 first += count
+                self.lines_read += count
+                self.bytes_read += length
                 yield from table.to_batches(max_chunksize=BATCH_ROWS)
         except _READ_ERRORS as exc:
             self.error = exc
@@ -285,11 +296,10 @@ _TRIM = " || ".join(f"chr({ord(c)})" for c in _ASCII_SPACE)
 # character lets RE2 skip ahead to it. A string that merely looks like one of these takes the other path.
 _ODD_VALUE = r"[ \t\r\n]*([+-]?([nN][aA][nN]|[iI][nN][fF])|-?[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]{3}|-?[0-9]{300})"
 _LENIENT_JSON = (_lit(":" + _ODD_VALUE), _lit(r"\[" + _ODD_VALUE), _lit(r",([ \t\r\n]*[\]}]|" + _ODD_VALUE + ")"))
-# Escapes of a lone surrogate (orjson refuses it), NUL (the rules quarantine it) and \x01 (the key separator).
+# Escapes of a lone surrogate (orjson refuses it), NUL (the rules quarantine it) and \x01 (_one_of's separator).
 _ESCAPES = _lit(r"\\u([dD][89abAB]|000[01])")
 _SEP = "chr(1)"
 _SEP_TEXT = "\x01"
-_SEP_RE = "\\x01"
 # ISO-8601 forms that pandas (format="ISO8601") and base.parse_time read exactly as DuckDB reads them, years
 # inside pandas' nanosecond range; anything else (other forms, epoch µs/ns, floats) takes the other path.
 _ISO = _lit(r"(1[6-9]|2[0-2])[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
@@ -310,20 +320,29 @@ _NESTED = ([(c, "u", k) for c, k in native.USAGE.items()] + [(c, "p", k) for c, 
            + [(c, "m", k) for c, k in native.METADATA.items()])
 
 
-def _keys(expr: str) -> str:
-    """An object's keys as one string, each key between two \\x01 (which no key holds, see _ESCAPES)."""
-    return f"{_SEP} || array_to_string({expr}, {_SEP}) || {_SEP}"
-
-
 def _has(keys: str, key: str) -> str:
-    return f"contains({keys}, {_SEP} || {_lit(key)} || {_SEP})"
+    """Whether the key list (json_keys) holds the key."""
+    return f"list_contains({keys}, {_lit(key)})"
 
 
-def _repeated(keys: str, names: Iterable[str]) -> str:
+def _sql_list(names: Iterable[str]) -> str:
+    return "[" + ", ".join(_lit(name) for name in names) + "]"
+
+
+def _distinct(keys: str, names: Iterable[str]) -> str:
+    """How many of the names are keys (each counted once).
+
+    With the key list's length this answers the key questions without a regular expression: every key is one
+    of the names and none is repeated exactly when the two are equal. (list_contains per name costs a fifth
+    of matching a pattern over the keys joined into one string.)"""
+    return "(" + " + ".join(f"{_has(keys, name)}::INTEGER" for name in names) + ")"
+
+
+def _repeated(keys: str, names: Iterable[str], var: str = "key_") -> str:
     """True when one of the names is a key twice (DuckDB reads the first, Python keeps the last)."""
-    # (?s): a key may hold a newline. Two occurrences may share the separator between them.
-    pattern = "(?s)" + "|".join(f"{_SEP_RE}{k}{_SEP_RE}(.*{_SEP_RE})?{k}{_SEP_RE}" for k in names)
-    return f"regexp_matches({keys}, {_lit(pattern)})"
+    names = list(names)
+    return (f"len(list_filter({keys}, lambda {var}: list_contains({_sql_list(names)}, {var}))) > "
+            f"{_distinct(keys, names)}")
 
 
 def _str(v: str) -> str:
@@ -364,13 +383,9 @@ def _build(guarded: bool) -> tuple[str, str, list[str]]:
     # The keys of the line and of its usage, params and metadata in one more pass ([] when not an object).
     keyed = ("SELECT n, line, j, odd, CASE WHEN j IS NOT NULL THEN json_keys(line, ['$', '$.usage', '$.params', "
              f"'$.metadata']) END AS k FROM ({parsed})")
-    objects = ["n", "line", "j", "odd", f"{_keys('k[1]')} AS ks", "j.usage AS u",
-               f"CASE WHEN len(k[2]) > 0 THEN {_keys('k[2]')} END AS uks"]
-    for alias, key, names, at in (("p", "params", native.PARAMS.values(), 3),
-                                  ("m", "metadata", native.METADATA.values(), 4)):
-        is_object = f"starts_with(j.{key}, '{{')"
-        objects.append(f"CASE WHEN {is_object} THEN from_json(j.{key}, {_struct(names)}) END AS {alias}")
-        objects.append(f"CASE WHEN {is_object} THEN {_keys(f'k[{at}]')} END AS {alias}ks")
+    objects = ["n", "line", "j", "odd", "k[1] AS ks", "j.usage AS u", "k[2] AS uks", "k[3] AS pks", "k[4] AS mks"]
+    for alias, key, names in (("p", "params", native.PARAMS.values()), ("m", "metadata", native.METADATA.values())):
+        objects.append(f"CASE WHEN starts_with(j.{key}, '{{') THEN from_json(j.{key}, {_struct(names)}) END AS {alias}")
     with_objects = "SELECT " + ", ".join(objects) + f" FROM ({keyed})"
 
     # Layer 1: the JSON value of every column as native.to_row picks it, typed but not yet judged.
@@ -404,9 +419,9 @@ def _build(guarded: bool) -> tuple[str, str, list[str]]:
             layer1.append(f"CASE WHEN regexp_full_match({x}, '[0-9]{{1,13}}') THEN {x}::VARCHAR::BIGINT END "
                           f"AS {name}_epoch")
     layer1.append(f"{_str('j.response')} AS output_text")
-    # Retrieved documents as (JSON text, keys) pairs, for native.normalise_documents below.
-    layer1.append(f"CASE WHEN starts_with(j.documents, '[') THEN list_transform(from_json(j.documents, '[\"JSON\"]'), "
-                  f"lambda d: {{'d': d, 'k': {_keys('json_keys(d)')}}}) END AS docs")
+    # Retrieved documents as (JSON text, key list) pairs, for native.normalise_documents below.
+    layer1.append("CASE WHEN starts_with(j.documents, '[') THEN list_transform(from_json(j.documents, '[\"JSON\"]'), "
+                  "lambda d: {'d': d, 'k': json_keys(d)}) END AS docs")
     with_values = "SELECT " + ", ".join(layer1) + f" FROM ({with_objects})"
 
     # Layer 2: timestamps, and kinds and statuses as given.
@@ -439,12 +454,11 @@ def _build(guarded: bool) -> tuple[str, str, list[str]]:
     checks = [
         "j IS NOT NULL", "NOT odd",
         # Every top-level key is a native key, none twice (json_keys lists repeats).
-        f"regexp_full_match(ks, {_lit(_SEP_RE + '((' + '|'.join(_TOP) + ')' + _SEP_RE + ')*')})",
-        f"NOT {_repeated('ks', _TOP)}",
+        f"len(ks) = {_distinct('ks', _TOP)}",
         # usage must be a non-empty object: its struct cannot tell {} or null from a string or a list.
-        f"NOT {_has('ks', 'usage')} OR (uks IS NOT NULL AND NOT {_repeated('uks', _USAGE_KEYS)})",
-        f"j.params IS NULL OR (pks IS NOT NULL AND NOT {_repeated('pks', native.PARAMS.values())})",
-        f"j.metadata IS NULL OR (mks IS NOT NULL AND NOT {_repeated('mks', native.METADATA.values())})",
+        f"NOT {_has('ks', 'usage')} OR (len(uks) > 0 AND NOT {_repeated('uks', _USAGE_KEYS)})",
+        f"j.params IS NULL OR (starts_with(j.params, '{{') AND NOT {_repeated('pks', native.PARAMS.values())})",
+        f"j.metadata IS NULL OR (starts_with(j.metadata, '{{') AND NOT {_repeated('mks', native.METADATA.values())})",
         *(f"{col}_detail_ok" for col in _DETAILS),
         # A response that is not a string (content_text), and output_messages that are not a non-empty
         # list (Python truthiness), take the per-record path.
@@ -452,7 +466,7 @@ def _build(guarded: bool) -> tuple[str, str, list[str]]:
         "j.output_messages IS NULL OR (starts_with(j.output_messages, '[') AND j.output_messages <> '[]')",
         # Documents that are not all objects (content_text), or that repeat doc_id or content.
         f"docs IS NULL OR len(list_filter(docs, lambda x: NOT coalesce(starts_with(x.d, '{{'), false) OR "
-        f"{_repeated('x.k', ['doc_id', 'content'])})) = 0",
+        f"{_repeated('x.k', ['doc_id', 'content'], 'doc_key')})) = 0",
         # Required strings are not blank.
         *(f"regexp_matches({c}, {_NOT_BLANK})" for c in ("trace_id", "span_id", "name")),
         "start_time IS NOT NULL",
@@ -542,9 +556,8 @@ def _leftover(value: str, keys: str, mapped: Iterable[str], name: str) -> str:
     holds a key: not nullif, which DuckDB expands into a CASE that would run the patch twice)."""
     mapped = list(mapped)
     patch = _lit(orjson.dumps(dict.fromkeys(mapped)).decode())
-    only_mapped = _lit(_SEP_RE + "((" + "|".join(mapped) + ")" + _SEP_RE + ")*")
-    return (f"CASE WHEN starts_with({value}, '{{') AND {value} <> '{{}}' AND NOT regexp_full_match({keys}, "
-            f"{only_mapped}) THEN json_merge_patch({value}, {patch})::VARCHAR END AS {name}")
+    return (f"CASE WHEN starts_with({value}, '{{') AND {value} <> '{{}}' AND len({keys}) <> {_distinct(keys, mapped)} "
+            f"THEN json_merge_patch({value}, {patch})::VARCHAR END AS {name}")
 
 
 SQL, _, _ = _build(guarded=False)
@@ -559,10 +572,12 @@ def _connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute(f"SET threads = {DUCKDB_THREADS}")
     con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-    # A streamed source's rows come back in runs out of order either way (_concat puts them in order).
+    # A streamed source's rows come back in runs out of order either way (_InLineOrder places them).
     con.execute("SET preserve_insertion_order = false")
     # Naive timestamps are UTC, as base.parse_time and pandas (utc=True) read them.
     con.execute("SET TimeZone = 'UTC'")
+    # DuckDB draws its progress bar on stderr from a thread of its own: noise in a run's log.
+    con.execute("SET enable_progress_bar = false")
     return con
 
 
@@ -610,11 +625,11 @@ def _read(path: Path, source_file: str) -> FileRead | None:
 
 
 def _read_with(path: Path, source_file: str, sql: str) -> FileRead | None:
-    """One DuckDB query streams over the whole file; valid rows are converted to pandas as they arrive."""
+    """One DuckDB query streams over the whole file; valid rows are converted and put in place as they arrive."""
     result = FileRead(path=path, source_file=source_file, source_format=native.FORMAT)
     slow = _Slow(result)
     lines = _Lines(path)
-    parts: list[dict[str, Any]] = []
+    placed = _InLineOrder()
     con = _connect()
     try:
         con.register("blk", lines.reader())
@@ -633,14 +648,14 @@ def _read_with(path: Path, source_file: str, sql: str) -> FileRead | None:
             count = len(part["source_line"])
             result.records_read += count
             if count:
-                parts.append(part)
+                placed.put(part, lines.estimated_lines())
     finally:
         con.close()
     if lines.error is not None:
         return None  # a damaged gzip stream: the generic path reports the line it stopped at
     for number, raw in lines.kept:
         slow.add(number, raw)
-    frame = _concat(parts) if parts else None
+    frame = placed.frame()
     if slow.rows:
         slow.rows.sort(key=lambda row: row["source_line"])
         result.rows = _rows_frame(slow.rows, frame)
@@ -650,58 +665,90 @@ def _read_with(path: Path, source_file: str, sql: str) -> FileRead | None:
     return result
 
 
-def _to_arrays(batch: pa.RecordBatch) -> dict[str, Any]:
-    """Each column in its canonical pandas dtype (as schema.conform makes them): object arrays of str/None,
-    Int64, float64 and datetime64[ns, UTC]."""
-    arrays: dict[str, Any] = {}
+# Where a nullable integer column keeps its nulls until the frame is built (values hold 0 there).
+_NULLS = ".isna"
+
+
+def _to_arrays(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+    """Each column as numpy arrays for the canonical pandas dtypes (as schema.conform makes them): object
+    arrays of str/None, float64, datetime64[ns] (UTC; NaT for null), and for Int64 the int64 values plus a
+    null mask under `<name>.isna`."""
+    arrays: dict[str, np.ndarray] = {}
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        # Repeated strings (kinds, models, prompts, ...) share one Python object per batch.
-        series = column.to_pandas(types_mapper=_PANDAS_TYPES.get, deduplicate_objects=True,
-                                  coerce_temporal_nanoseconds=True)
-        if SPAN_COLUMN_BY_NAME[name].type == "timestamp" and series.dtype != _TS_DTYPE:
-            series = series.astype(_TS_DTYPE)
-        # Numbers are copied: a zero-copy view would keep DuckDB's whole exported batch (all its strings) alive.
-        if series.dtype == object:
-            arrays[name] = series.to_numpy()
-        elif series.dtype == np.float64:
-            arrays[name] = series.to_numpy(copy=True)
+        kind = SPAN_COLUMN_BY_NAME[name].type
+        if kind == "timestamp":
+            arrays[name] = column.cast(pa.timestamp("ns", tz="UTC")).to_numpy(zero_copy_only=False)
+        elif kind == "int":
+            arrays[name] = pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            arrays[name + _NULLS] = column.is_null().to_numpy(zero_copy_only=False)
+        elif pa.types.is_floating(column.type):
+            arrays[name] = column.to_numpy(zero_copy_only=False)
         else:
-            arrays[name] = series.array.copy()
+            # Repeated strings (kinds, models, prompts, ...) share one Python object per batch.
+            arrays[name] = column.to_pandas(deduplicate_objects=True).to_numpy()
     return arrays
 
 
-def _concat(parts: list[dict[str, Any]]) -> pd.DataFrame:
-    """Concatenate in line order, column by column, freeing each column's parts as soon as it is joined.
+class _InLineOrder:
+    """The rows DuckDB vouched for, each column written at its line's place (line n at index n - 1) as its batch
+    arrives, so the file's frame is ready, in line order, when the last batch is in.
 
-    DuckDB's threads return a streamed source's rows as interleaved ascending runs (one per vector), so the
-    runs are put in order and each column is joined from slices in one pass. (pandas' DataFrame concat would
-    also inspect every value of the all-null columns.)
+    DuckDB's threads return a streamed source's rows as interleaved ascending runs (one per vector); placing
+    them by line number puts them in order without a sort, and does the copying while DuckDB is still at work
+    (the alternative, joining the parts at the end, took a tenth of the whole read on one core). Lines that
+    left no row here (blank, kept in Python, or not vouched for) leave holes, which `frame` squeezes out.
     """
-    pieces: list[tuple[int, int, int, int]] = []  # (first line, part, start, stop)
-    for index, part in enumerate(parts):
-        lines = np.asarray(part["source_line"], dtype=np.int64)
-        cuts = [0, *(np.flatnonzero(lines[1:] <= lines[:-1]) + 1).tolist(), len(lines)]
-        pieces.extend((int(lines[start]), index, start, stop) for start, stop in zip(cuts, cuts[1:], strict=False)
-                      if stop > start)
-    pieces.sort()
-    ends = [int(parts[i]["source_line"][stop - 1]) for _, i, _, stop in pieces]
-    order = None
-    if any(end >= nxt for end, (nxt, *_) in zip(ends, pieces[1:], strict=False)):
-        # Runs that overlap (not seen from DuckDB, but cheap to be safe): sort all rows.
-        lines = np.concatenate([np.asarray(part["source_line"], dtype=np.int64) for part in parts])
-        order = np.argsort(lines, kind="stable")
-        pieces = [(0, i, 0, len(part["source_line"])) for i, part in enumerate(parts)]
-    columns = {}
-    for name in list(parts[0]):
-        slices = [parts[i][name][start:stop] for _, i, start, stop in pieces]
-        if isinstance(slices[0], np.ndarray):
-            joined = np.concatenate(slices)
-        else:
-            joined = type(slices[0])._concat_same_type(slices)
-        columns[name] = joined if order is None else joined[order]
-        for part in parts:
-            del part[name]
-    return pd.DataFrame(columns, copy=False)
+
+    def __init__(self) -> None:
+        self.columns: dict[str, np.ndarray] = {}
+        self.filled = np.zeros(0, dtype=bool)
+        self.end = 0  # one past the highest index written
+
+    def put(self, part: dict[str, np.ndarray], estimate: int) -> None:
+        """Write one converted batch (with `source_line`) at its lines' places."""
+        at = np.asarray(part["source_line"], dtype=np.int64) - 1
+        need = int(at.max()) + 1
+        if need > len(self.filled):
+            self._grow(max(need, estimate, 2 * len(self.filled)), part)
+        where: slice | np.ndarray = at
+        if int(at[-1]) - int(at[0]) == len(at) - 1 and bool((at[1:] > at[:-1]).all()):
+            where = slice(int(at[0]), int(at[-1]) + 1)  # one run: a slice writes faster than an index
+        for name, values in part.items():
+            self.columns[name][where] = values
+        self.filled[where] = True
+        self.end = max(self.end, need)
+
+    def _grow(self, size: int, part: dict[str, np.ndarray]) -> None:
+        for name, values in part.items():
+            grown = np.empty(size, dtype=values.dtype)
+            old = self.columns.get(name)
+            if old is not None:
+                grown[:len(old)] = old
+            self.columns[name] = grown
+        filled = np.zeros(size, dtype=bool)
+        filled[:len(self.filled)] = self.filled
+        self.filled = filled
+
+    def frame(self) -> pd.DataFrame | None:
+        """The rows in line order, in canonical dtypes; None when there were none."""
+        if self.end == 0:
+            return None
+        filled = self.filled[:self.end]
+        dense = bool(filled.all())
+        arrays = {name: values[:self.end] if dense else values[:self.end][filled]
+                  for name, values in self.columns.items()}
+        self.columns = {}
+        columns: dict[str, Any] = {}
+        for name, values in arrays.items():
+            if name.endswith(_NULLS):
+                continue
+            if name + _NULLS in arrays:
+                columns[name] = pd.arrays.IntegerArray(values, arrays[name + _NULLS])
+            elif values.dtype.kind == "M":
+                columns[name] = pd.array(values, dtype=_TS_DTYPE)
+            else:
+                columns[name] = values
+        return pd.DataFrame(columns, copy=False)
 
 
 def _rows_frame(rows: list[dict[str, Any]], prevalidated: pd.DataFrame | None) -> pd.DataFrame:
