@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_benchmark_reports_rates_ratio_and_peak_memory(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.ingest", "--spans", "20000", "--workdir", str(tmp_path), "--json",
-         "--fast-path-min-bytes", "0"],
+         "--fast-path-min-bytes", "0", "--repeat", "2"],
         capture_output=True, text=True, cwd=ROOT, check=False, timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -29,13 +29,15 @@ def test_benchmark_reports_rates_ratio_and_peak_memory(tmp_path: Path) -> None:
                 "duckdb_peak_rss_bytes", "file_bytes", "duckdb_cpu_seconds", "aiobs_cpu_seconds", "cpu_ratio"):
         assert figures[key] > 0, key
     assert figures["duckdb_load"] >= 0 and figures["aiobs_load"] >= 0
+    assert figures["repeat"] == 2 and len(figures["pair_ratios"]) == 2 and all(r > 0 for r in figures["pair_ratios"])
+    assert figures["aiobs_seconds"] == min(figures["aiobs_seconds_all"])
     assert figures["spans_generated"] == figures["spans_written"] == 20_000
     assert figures["spans_quarantined"] == 0
     assert figures["fast_path_files"] == 1
     assert not (tmp_path / "landing").exists()  # the generated file is deleted afterwards
     text = report(figures)
     for label in ("DuckDB read_ndjson", "spans/s", "ratio aiobs / DuckDB", "peak RSS", "spans written 20,000",
-                  "CPU-time ratio", "load"):
+                  "CPU-time ratio", "load", "fastest of 2 alternating runs", "ratio of each pair"):
         assert label in text
 
 
