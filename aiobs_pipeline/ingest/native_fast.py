@@ -710,12 +710,18 @@ class _InLineOrder:
         need = int(at.max()) + 1
         if need > len(self.filled):
             self._grow(max(need, estimate, 2 * len(self.filled)), part)
-        where: slice | np.ndarray = at
-        if int(at[-1]) - int(at[0]) == len(at) - 1 and bool((at[1:] > at[:-1]).all()):
-            where = slice(int(at[0]), int(at[-1]) + 1)  # one run: a slice writes faster than an index
+        # Slices write faster than an index array: one per ascending run of consecutive lines.
+        cuts = [0, *(np.flatnonzero(at[1:] != at[:-1] + 1) + 1).tolist(), len(at)]
+        if len(cuts) - 1 > len(at) // 64:
+            pieces: list[tuple[slice | np.ndarray, slice]] = [(at, slice(None))]  # mostly scattered lines
+        else:
+            pieces = [(slice(int(at[a]), int(at[b - 1]) + 1), slice(a, b)) for a, b in zip(cuts, cuts[1:], strict=False)]
         for name, values in part.items():
-            self.columns[name][where] = values
-        self.filled[where] = True
+            column = self.columns[name]
+            for where, taken in pieces:
+                column[where] = values[taken]
+        for where, _ in pieces:
+            self.filled[where] = True
         self.end = max(self.end, need)
 
     def _grow(self, size: int, part: dict[str, np.ndarray]) -> None:
