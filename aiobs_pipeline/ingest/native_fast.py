@@ -471,7 +471,8 @@ def _build(guarded: bool) -> tuple[str, str, list[str]]:
         *(f"regexp_matches({c}, {_NOT_BLANK})" for c in ("trace_id", "span_id", "name")),
         "start_time IS NOT NULL",
         # A kind inferred from the name only when its first characters are ASCII, so lower() agrees.
-        "j.kind IS NOT NULL OR regexp_full_match(left(name, 16), '[\\x01-\\x7f]*')",
+        # (A pattern anchored at the start, not left(): cutting the string counts its characters.)
+        "j.kind IS NOT NULL OR NOT regexp_matches(name, '^(?s).{0,15}[^\\x01-\\x7f]')",
         _one_of("kind", KINDS), _one_of("status", STATUSES),
         f"start_time >= {_TS_LOW} AND start_time < {_TS_HIGH}",
         f"end_time_json IS NULL OR (end_time >= {_TS_LOW} AND end_time < {_TS_HIGH} AND end_time >= start_time)",
@@ -545,9 +546,10 @@ def _normalised_document(doc: str, keys: str, position: str) -> str:
         f"CASE WHEN NOT {_has(keys, 'score')} THEN '\"score\":null' END",
         f"CASE WHEN NOT {_has(keys, 'rank')} THEN '\"rank\":' || {position}::VARCHAR END",
     ]
-    extra = "concat_ws(',', " + ", ".join(added) + ")"
-    return (f"CASE WHEN {extra} = '' THEN {doc}::VARCHAR ELSE left({doc}::VARCHAR, -1) || "
-            f"CASE WHEN {doc}::VARCHAR = '{{}}' THEN '' ELSE ',' END || {extra} || '}}' END")
+    # concat_ws skips the keys not added (NULL); each branch names the additions once, so that they are
+    # computed once a document (a test of the additions and then their use computed them twice).
+    return (f"CASE WHEN {doc}::VARCHAR = '{{}}' THEN '{{' || concat_ws(',', {', '.join(added)}) || '}}' "
+            f"ELSE concat_ws(',', left({doc}::VARCHAR, -1), {', '.join(added)}) || '}}' END")
 
 
 def _leftover(value: str, keys: str, mapped: Iterable[str], name: str) -> str:
