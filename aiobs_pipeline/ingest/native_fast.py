@@ -743,8 +743,11 @@ class _InLineOrder:
             return None
         filled = self.filled[:self.end]
         dense = bool(filled.all())
-        arrays = {name: values[:self.end] if dense else values[:self.end][filled]
-                  for name, values in self.columns.items()}
+        # Views when the rows fill the columns; a copy where the columns grew well past them (a gzip file's
+        # line count is guessed low, and doubling may leave half unused), so that the slack is freed.
+        spare = len(self.filled) > 1.25 * self.end
+        arrays = {name: (values[:self.end].copy() if spare else values[:self.end]) if dense
+                  else values[:self.end][filled] for name, values in self.columns.items()}
         self.columns = {}
         columns: dict[str, Any] = {}
         for name, values in arrays.items():

@@ -589,3 +589,48 @@ def test_explain_lines_names_the_checks_a_line_failed(tmp_path: Path) -> None:
     assert any(check.startswith("len(ks) = ") for check in why[2])  # an unknown top-level key
     assert any(check.startswith("input_tokens_json IS NULL") for check in why[4])
     assert why[5] == ["kept in Python"]
+
+
+def _part(lines: list[int]) -> dict[str, np.ndarray]:
+    """A converted batch as _to_arrays gives it, for the given line numbers."""
+    at = np.asarray(lines, dtype=np.int64)
+    return {
+        "source_line": at,
+        "source_line.isna": np.zeros(len(at), dtype=bool),
+        "input_tokens": at * 10,
+        "input_tokens.isna": at % 3 == 0,
+        "span_id": np.array([f"s{n}" for n in lines], dtype=object),
+        "latency_ms": at / 2,
+        "start_time": (np.datetime64("2026-10-01T05:00:00", "ns") + at * np.timedelta64(1, "s")),
+    }
+
+
+@pytest.mark.parametrize("estimate", [0, 4, 1000])
+def test_in_line_order_places_interleaved_runs_and_squeezes_holes(estimate: int) -> None:
+    placed = native_fast._InLineOrder()
+    # Interleaved ascending runs as DuckDB's threads return them; lines 4 and 9 left no row.
+    for lines in ([5, 6, 7, 1, 2, 3], [10, 11, 8], [12]):
+        placed.put(_part(lines), estimate)
+    frame = placed.frame()
+    assert frame["source_line"].tolist() == [1, 2, 3, 5, 6, 7, 8, 10, 11, 12]
+    assert frame["span_id"].tolist() == [f"s{n}" for n in [1, 2, 3, 5, 6, 7, 8, 10, 11, 12]]
+    assert str(frame["input_tokens"].dtype) == "Int64" and frame["input_tokens"].isna().tolist() == [
+        n % 3 == 0 for n in [1, 2, 3, 5, 6, 7, 8, 10, 11, 12]]
+    assert frame["input_tokens"].dropna().tolist() == [10, 20, 50, 70, 80, 100, 110]
+    assert frame["latency_ms"].tolist() == [n / 2 for n in [1, 2, 3, 5, 6, 7, 8, 10, 11, 12]]
+    assert str(frame["start_time"].dtype) == "datetime64[ns, UTC]"
+    assert frame["start_time"].iloc[0] == pd.Timestamp("2026-10-01T05:00:01Z")
+
+
+def test_in_line_order_dense_rows_and_columns_grown_far_past_them() -> None:
+    tight = native_fast._InLineOrder()
+    tight.put(_part([3, 4]), 4)
+    tight.put(_part([1, 2]), 4)
+    frame = tight.frame()
+    assert frame["source_line"].tolist() == [1, 2, 3, 4]
+    grown = native_fast._InLineOrder()
+    grown.put(_part(list(range(1, 11))), 1000)  # a low-balled gzip estimate, grown far past the rows
+    frame = grown.frame()
+    assert frame["source_line"].tolist() == list(range(1, 11))
+    assert frame["span_id"].tolist() == [f"s{n}" for n in range(1, 11)] and len(frame) == 10
+    assert native_fast._InLineOrder().frame() is None
