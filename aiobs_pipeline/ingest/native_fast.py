@@ -192,6 +192,7 @@ class _Lines:
         self.path = path
         self.kept: list[tuple[int, bytes]] = []
         self.error: BaseException | None = None
+        self.size = path.stat().st_size
         self.lines_read = 0
         self.bytes_read = 0
 
@@ -199,8 +200,7 @@ class _Lines:
         """The file's line count as the lines and bytes read so far suggest (low for gzip: sizes differ)."""
         if not self.bytes_read:
             return 0
-        size = self.path.stat().st_size
-        return int(self.lines_read * max(size, self.bytes_read) / self.bytes_read * 1.02) + 1024
+        return int(self.lines_read * max(self.size, self.bytes_read) / self.bytes_read * 1.02) + 1024
 
     def reader(self) -> pa.RecordBatchReader:
         """A record batch reader over the whole file."""
