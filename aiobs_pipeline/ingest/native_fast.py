@@ -35,8 +35,11 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,8 @@ BATCH_ROWS = 2048
 FETCH_ROWS = 16384
 # How many lines to look through for the first readable record, which decides the reader.
 SNIFF_LINES = 1000
+# How many lines decide a file's layout (see Layout).
+LAYOUT_LINES = 1000
 # A line with this many '[' and '{' could nest a value deeper than orjson can encode (254 levels), which the
 # row rules quarantine; such lines take the per-record path (a cheap, conservative bound on the depth).
 MAX_OPENERS = 200
@@ -117,6 +122,105 @@ def _first_is_native(path: Path) -> bool:
             if count >= SNIFF_LINES:
                 return False
     return False
+
+
+# (key, whether a null value is written as "key":null rather than the key left out), in the writer's order.
+KeyLayout = tuple[tuple[str, bool], ...]
+# Keys of params and metadata without a canonical column that a layout may name: they become struct fields,
+# whose names DuckDB compares without case, so odd names are left to the long way.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a file's writer lays out its objects, as its first lines show: the order of the keys of the line
+    (`keys`, None unless the lines are written exactly as DuckDB writes JSON: compact, numbers and strings
+    spelled alike), of usage, params and metadata, and for each key whether a null value is written or the
+    key left out.
+
+    An object that is exactly its own parse written back in its layout has every key once and no other key,
+    so the query skips listing its keys: for the line, a second parse of the whole line (about a sixth of the
+    query); for params and metadata, whose text DuckDB always writes back compact, also the merge patch that
+    removes the keys with a column. Objects that differ in any byte are checked the long way: a layout only
+    saves work, it never changes a verdict.
+    """
+
+    keys: KeyLayout | None
+    usage: KeyLayout
+    params: KeyLayout
+    metadata: KeyLayout
+
+
+def _merged_order(orders: Iterable[list[str]]) -> list[str]:
+    """One key order holding every order seen: a new key goes right after the key that precedes it."""
+    merged: list[str] = []
+    for keys in orders:
+        at = 0
+        for key in keys:
+            if key in merged:
+                at = merged.index(key) + 1
+            else:
+                merged.insert(at, key)
+                at += 1
+    return merged
+
+
+def _key_layout(objects: list[dict[str, Any]], allowed: Any) -> KeyLayout:
+    """(key, null written) for the keys of the objects that `allowed(key)` accepts, in the writer's order; a
+    null value is written when the objects hold the key as null at least as often as they leave it out."""
+    order = _merged_order([k for k in value if allowed(k)] for value in objects)
+    layout = []
+    seen: set[str] = set()
+    for key in order:
+        if key.lower() in seen:
+            continue  # struct fields ignore case: the first spelling only
+        seen.add(key.lower())
+        nulls = sum(1 for value in objects if key in value and value[key] is None)
+        left_out = sum(1 for value in objects if key not in value)
+        layout.append((key, nulls > 0 and nulls >= left_out))
+    return tuple(layout)
+
+
+def _nested(objects: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    return [value[key] for value in objects if isinstance(value.get(key), dict) and value[key]]
+
+
+def _written_back(value: dict[str, Any]) -> bytes | None:
+    """The object as a compact writer writes it; None when it cannot (orjson's nesting limit)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return None
+
+
+def sniff_layout(path: Path, lines: int | None = None) -> Layout | None:
+    """The layout of a file's first lines (see Layout); None when they hold no object."""
+    objects: list[dict[str, Any]] = []
+    compact = 0
+    with files.open_binary(path) as stream:
+        for count, (_, line) in enumerate(files.iter_lines(stream), start=1):
+            try:
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                value = None
+            if isinstance(value, dict):
+                objects.append(value)
+                compact += _written_back(value) == line
+            if count >= (lines or LAYOUT_LINES):
+                break
+    if not objects:
+        return None
+    top = set(_TOP)
+    usage = tuple((key, False) for key, _ in _key_layout(_nested(objects, "usage"), set(_USAGE_KEYS).__contains__))
+    keys: KeyLayout | None = None
+    if compact >= len(objects) / 2:
+        # usage is never written as null here: its check needs the object itself.
+        keys = tuple((key, null and key != "usage") for key, null in _key_layout(objects, top.__contains__))
+        if not keys or (not usage and any(key == "usage" for key, _ in keys)):
+            keys = None
+    return Layout(keys=keys, usage=usage,
+                  params=_key_layout(_nested(objects, "params"), lambda k: bool(_PLAIN_KEY.fullmatch(k))),
+                  metadata=_key_layout(_nested(objects, "metadata"), lambda k: bool(_PLAIN_KEY.fullmatch(k))))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -361,7 +465,89 @@ def _normalised(s: str, allowed: tuple[str, ...]) -> str:
             f"WHEN regexp_full_match({s}, {_LETTERS_AND_SPACE}) THEN lower(trim({s}, {_TRIM})) END")
 
 
-def _build(guarded: bool) -> tuple[str, str, list[str]]:
+def _pieces(layout: KeyLayout, value: Callable[[str], str]) -> list[str]:
+    """concat's arguments writing an object's keys in the layout, without the closing brace (NULL arguments
+    are skipped, so the text is copied once). The first key's name is always written: when its value is
+    missing the text cannot be JSON, so it cannot equal the text it is compared with."""
+    pieces: list[str] = []
+    for index, (key, null) in enumerate(layout):
+        prefix = _lit(("{" if index == 0 else ",") + orjson.dumps(key).decode() + ":")
+        written = value(key)
+        if null:
+            pieces += [prefix, f"coalesce({written}, 'null')"]
+        elif index == 0:
+            pieces += [prefix, written]
+        else:
+            pieces += [f"CASE WHEN {written} IS NOT NULL THEN {prefix} END", written]
+    return pieces
+
+
+def _template(layout: Layout) -> str:
+    """Whether the line is exactly its parse `j` written back in the layout, newline included (see Layout)."""
+    if not layout.keys:
+        return "false"
+    usage = "concat(" + ", ".join([*_pieces(layout.usage, lambda k: f"j.usage.{k}::VARCHAR"), "'}'"]) + ")"
+
+    def value(key: str) -> str:
+        return f"CASE WHEN j.usage IS NOT NULL THEN {usage} END" if key == "usage" else f"j.{key}::VARCHAR"
+
+    pieces = [*_pieces(layout.keys, value), "'}' || chr(10)"]
+    return f"line = concat({', '.join(pieces)})"
+
+
+def _nested_layout(layout: Layout | None, key: str, mapped: Iterable[str]) -> tuple[list[str], KeyLayout]:
+    """The struct fields for params or metadata (the keys with a column, then the layout's others) and the
+    layout's keys that are among them (a name differing only in case from another cannot be a field)."""
+    fields = list(mapped)
+    if layout is None:
+        return fields, ()
+    lowered = {name.lower(): name for name in fields}
+    kept = []
+    for name, null in getattr(layout, key):
+        if lowered.setdefault(name.lower(), name) == name:
+            kept.append((name, null))
+            if name not in fields:
+                fields.append(name)
+    return fields, tuple(kept)
+
+
+def _nested_template(value: str, alias: str, layout: KeyLayout) -> str:
+    """Whether params or metadata (their JSON text `value`, parsed as `alias`) is exactly its parse written
+    back in the layout: DuckDB writes that text compact whatever the line's spacing, so this needs no compact
+    writer, only a writer that keeps its key order."""
+    if not layout:
+        return "false"
+    pieces = _pieces(layout, lambda k: f"struct_extract({alias}, {_lit(k)})::VARCHAR")
+    return f"coalesce({value}::VARCHAR = concat({', '.join(pieces)}, '}}'), false)"
+
+
+def _layout_leftover(alias: str, layout: KeyLayout, mapped: Iterable[str]) -> str:
+    """For params or metadata that matched their layout: the keys without a column, as the merge patch in
+    _leftover writes them (in order, nulls kept); null when there is none."""
+    mapped = set(mapped)
+    others = [(key, null) for key, null in layout if key not in mapped]
+    if not others:
+        return "NULL"
+    pieces, present = [], []
+    for key, null in others:
+        written = f"struct_extract({alias}, {_lit(key)})::VARCHAR"
+        name = _lit(orjson.dumps(key).decode() + ":")
+        pieces.append(f"{name} || coalesce({written}, 'null')" if null else f"{name} || {written}")
+        present.append("true" if null else f"{written} IS NOT NULL")
+    return f"CASE WHEN {' OR '.join(present)} THEN '{{' || concat_ws(',', {', '.join(pieces)}) || '}}' END"
+
+
+def _present(key: str, layout: Layout | None) -> str:
+    """Whether the line holds the key (perhaps as null): known from the layout where the line matched it."""
+    listed = _has("ks", key)
+    if layout is None or not layout.keys:
+        return listed
+    null = dict(layout.keys or ()).get(key)
+    known = "false" if null is None else "true" if null else f"j.{key} IS NOT NULL"
+    return f"CASE WHEN tpl THEN {known} ELSE {listed} END"
+
+
+def _build(guarded: bool, layout: Layout | None = None) -> tuple[str, str, list[str]]:
     """The query over the file's lines (`blk`: n, line, cand) giving the canonical columns and whether DuckDB
     vouches for each line (ok); the same query giving each check as a column of its own (check_0, ...,
     for `explain_lines`); and the checks' SQL.
@@ -380,19 +566,36 @@ def _build(guarded: bool) -> tuple[str, str, list[str]]:
     # Not a CASE around from_json: merging a struct result costs as much as a third of the parse.
     parse = f"from_json(line, {_lit(top)})"
     parsed = f"SELECT n, line, {f'try({parse})' if guarded else parse} AS j, {route} AS odd FROM blk WHERE cand"
-    # The keys of the line and of its usage, params and metadata in one more pass ([] when not an object).
-    keyed = ("SELECT n, line, j, odd, CASE WHEN j IS NOT NULL THEN json_keys(line, ['$', '$.usage', '$.params', "
-             f"'$.metadata']) END AS k FROM ({parsed})")
-    objects = ["n", "line", "j", "odd", "k[1] AS ks", "j.usage AS u", "k[2] AS uks", "k[3] AS pks", "k[4] AS mks"]
-    for alias, key, names in (("p", "params", native.PARAMS.values()), ("m", "metadata", native.METADATA.values())):
+    # tpl: the line matched the file's layout, so its keys are known without listing them (see Layout).
+    templated = f"SELECT *, {_template(layout) if layout else 'false'} AS tpl FROM ({parsed})"
+    params, params_layout = _nested_layout(layout, "params", native.PARAMS.values())
+    metadata, metadata_layout = _nested_layout(layout, "metadata", native.METADATA.values())
+    # Flags no line can set without a layout: their checks are written without the shortcut.
+    constant = {flag for flag, able in (("tpl", layout and layout.keys), ("ptpl", params_layout),
+                                        ("mtpl", metadata_layout)) if not able}
+    # Otherwise the keys of the line and of its usage, params and metadata in one more pass ([] when not an
+    # object). A line that matched still has the keys of params and metadata listed (repeats inside them
+    # are written back as they are): two small parses instead of the whole line's.
+    keyed = ("SELECT n, line, j, odd, tpl, CASE WHEN j IS NOT NULL AND NOT tpl THEN json_keys(line, ['$', "
+             f"'$.usage', '$.params', '$.metadata']) END AS k FROM ({templated})")
+    objects = ["n", "line", "j", "odd", "tpl", "k", "k[1] AS ks", "j.usage AS u", "k[2] AS uks"]
+    for alias, key, names in (("p", "params", params), ("m", "metadata", metadata)):
         objects.append(f"CASE WHEN starts_with(j.{key}, '{{') THEN from_json(j.{key}, {_struct(names)}) END AS {alias}")
     with_objects = "SELECT " + ", ".join(objects) + f" FROM ({keyed})"
+    # ptpl, mtpl: params and metadata matched their layout (no key listing, no merge patch). Otherwise their
+    # keys come from the listing of the line, or where the line matched its layout, from two small parses.
+    nested = ["*", f"{_nested_template('j.params', 'p', params_layout)} AS ptpl",
+              f"{_nested_template('j.metadata', 'm', metadata_layout)} AS mtpl"]
+    with_nested = "SELECT " + ", ".join(nested) + f" FROM ({with_objects})"
+    lists = ["* EXCLUDE (k)", "CASE WHEN ptpl THEN NULL WHEN tpl THEN json_keys(j.params) ELSE k[3] END AS pks",
+             "CASE WHEN mtpl THEN NULL WHEN tpl THEN json_keys(j.metadata) ELSE k[4] END AS mks"]
+    with_lists = "SELECT " + ", ".join(lists) + f" FROM ({with_nested})"
 
     # Layer 1: the JSON value of every column as native.to_row picks it, typed but not yet judged.
     raw: dict[str, str] = {col: f"j.{key}" for col, key in native.TOP_LEVEL.items()}
     raw.update({col: f"{obj}.{key}" for col, obj, key in _NESTED})
     raw.update(kind="j.kind", status="j.status", start_time="j.start_time", end_time="j.end_time")
-    layer1 = ["n", "line", "j", "odd", "ks", "uks", "pks", "mks"]
+    layer1 = ["n", "line", "j", "odd", "tpl", "ptpl", "mtpl", "ks", "uks", "pks", "mks", "p", "m"]
     for col, (outer, inner) in _DETAILS.items():
         # usage.<outer>.<inner> when the flat key is absent or null and <outer> is an object, which must not
         # repeat a key either (rare: the list functions' cost is paid only then).
@@ -422,7 +625,7 @@ def _build(guarded: bool) -> tuple[str, str, list[str]]:
     # Retrieved documents as (JSON text, key list) pairs, for native.normalise_documents below.
     layer1.append("CASE WHEN starts_with(j.documents, '[') THEN list_transform(from_json(j.documents, '[\"JSON\"]'), "
                   "lambda d: {'d': d, 'k': json_keys(d)}) END AS docs")
-    with_values = "SELECT " + ", ".join(layer1) + f" FROM ({with_objects})"
+    with_values = "SELECT " + ", ".join(layer1) + f" FROM ({with_lists})"
 
     # Layer 2: timestamps, and kinds and statuses as given.
     layer2 = ["*"]
@@ -442,7 +645,7 @@ def _build(guarded: bool) -> tuple[str, str, list[str]]:
     derived = [
         "* EXCLUDE (kind, status, latency_ms)", "latency_ms AS latency_given",
         f"CASE WHEN j.kind IS NOT NULL THEN kind_given {inferred} WHEN j.model IS NOT NULL AND "
-        f"({_has('ks', 'messages')} OR {_has('ks', 'response')}) THEN 'llm' ELSE 'chain' END AS kind",
+        f"({_present('messages', layout)} OR {_present('response', layout)}) THEN 'llm' ELSE 'chain' END AS kind",
         "CASE WHEN j.status IS NOT NULL THEN status_given WHEN error_message <> '' THEN 'error' ELSE 'ok' END "
         "AS status",
         "CASE WHEN j.latency_ms IS NOT NULL THEN latency_ms WHEN end_time IS NOT NULL THEN "
@@ -451,14 +654,23 @@ def _build(guarded: bool) -> tuple[str, str, list[str]]:
     with_derived = "SELECT " + ", ".join(derived) + f" FROM ({with_times})"
 
     # Layer 4: the verdict. First the shape DuckDB can map exactly, then quality.rules' row rules.
+    def unless(matched: str, check: str) -> str:
+        # CASE, not OR: a CASE computes its branch only for the rows that take it.
+        return check if matched in constant else f"CASE WHEN {matched} THEN true ELSE {check} END"
+
     checks = [
         "j IS NOT NULL", "NOT odd",
-        # Every top-level key is a native key, none twice (json_keys lists repeats).
-        f"len(ks) = {_distinct('ks', _TOP)}",
+        # Every top-level key is a native key, none twice (json_keys lists repeats). A line that matched the
+        # layout holds only its keys, each once, and a usage with its first key: nothing to check.
+        unless("tpl", f"len(ks) = {_distinct('ks', _TOP)}"),
         # usage must be a non-empty object: its struct cannot tell {} or null from a string or a list.
-        f"NOT {_has('ks', 'usage')} OR (len(uks) > 0 AND NOT {_repeated('uks', _USAGE_KEYS)})",
-        f"j.params IS NULL OR (starts_with(j.params, '{{') AND NOT {_repeated('pks', native.PARAMS.values())})",
-        f"j.metadata IS NULL OR (starts_with(j.metadata, '{{') AND NOT {_repeated('mks', native.METADATA.values())})",
+        unless("tpl", f"NOT {_has('ks', 'usage')} OR (len(uks) > 0 AND NOT {_repeated('uks', _USAGE_KEYS)})"),
+        # params and metadata are objects, their keys with a column not repeated (nothing to check where
+        # they matched their layout).
+        unless("ptpl", f"j.params IS NULL OR (starts_with(j.params, '{{') AND "
+                       f"NOT {_repeated('pks', native.PARAMS.values())})"),
+        unless("mtpl", f"j.metadata IS NULL OR (starts_with(j.metadata, '{{') AND "
+                       f"NOT {_repeated('mks', native.METADATA.values())})"),
         *(f"{col}_detail_ok" for col in _DETAILS),
         # A response that is not a string (content_text), and output_messages that are not a non-empty
         # list (Python truthiness), take the per-record path.
@@ -500,7 +712,8 @@ def _build(guarded: bool) -> tuple[str, str, list[str]]:
             else:
                 checks.append(f"{name}_json IS NULL OR (" + " AND ".join(bounds) + ")")
 
-    explain = ("SELECT n, " + ", ".join(f"coalesce(({c}), false) AS check_{i}" for i, c in enumerate(checks))
+    explain = ("SELECT n, tpl, ptpl, mtpl, "
+               + ", ".join(f"coalesce(({c}), false) AS check_{i}" for i, c in enumerate(checks))
                + f" FROM ({with_derived})")
     verdict = "SELECT *, coalesce((" + ") AND (".join(checks) + f"), false) AS ok FROM ({with_derived})"
     # The line itself only where DuckDB does not vouch for it: the per-record path reads it.
@@ -520,9 +733,11 @@ def _build(guarded: bool) -> tuple[str, str, list[str]]:
                        "WHEN j.response IS NOT NULL THEN '[{\"role\":\"assistant\",\"content\":' || j.response || '}]' "
                        "END AS output_messages")
         elif name == "request_params":
-            out.append(_leftover("j.params", "pks", native.PARAMS.values(), name))
+            out.append(f"CASE WHEN ptpl THEN {_layout_leftover('p', params_layout, native.PARAMS.values())} "
+                       f"ELSE {_leftover('j.params', 'pks', native.PARAMS.values())} END AS {name}")
         elif name == "metadata":
-            out.append(_leftover("j.metadata", "mks", native.METADATA.values(), name))
+            out.append(f"CASE WHEN mtpl THEN {_layout_leftover('m', metadata_layout, native.METADATA.values())} "
+                       f"ELSE {_leftover('j.metadata', 'mks', native.METADATA.values())} END AS {name}")
         elif name == "documents":
             out.append(f"CASE WHEN docs IS NOT NULL THEN '[' || array_to_string(list_transform(docs, lambda x, i: "
                        f"{_normalised_document('x.d', 'x.k', 'i')}), ',') || ']' ELSE j.documents::VARCHAR END "
@@ -552,18 +767,28 @@ def _normalised_document(doc: str, keys: str, position: str) -> str:
             f"ELSE concat_ws(',', left({doc}::VARCHAR, -1), {', '.join(added)}) || '}}' END")
 
 
-def _leftover(value: str, keys: str, mapped: Iterable[str], name: str) -> str:
+def _leftover(value: str, keys: str, mapped: Iterable[str]) -> str:
     """The keys of params/metadata without a canonical column (RFC 7386 merge patch: null removes a key);
     null when the object is empty or every key has a column (the patch is skipped then, so its result always
     holds a key: not nullif, which DuckDB expands into a CASE that would run the patch twice)."""
     mapped = list(mapped)
     patch = _lit(orjson.dumps(dict.fromkeys(mapped)).decode())
     return (f"CASE WHEN starts_with({value}, '{{') AND {value} <> '{{}}' AND len({keys}) <> {_distinct(keys, mapped)} "
-            f"THEN json_merge_patch({value}, {patch})::VARCHAR END AS {name}")
+            f"THEN json_merge_patch({value}, {patch})::VARCHAR END")
 
 
 SQL, _, _ = _build(guarded=False)
 GUARDED_SQL, _EXPLAIN_SQL, _CHECKS = _build(guarded=True)
+
+
+@lru_cache(maxsize=32)
+def _layout_queries(layout: Layout) -> tuple[str, str]:
+    return _build(guarded=False, layout=layout)[0], _build(guarded=True, layout=layout)[0]
+
+
+def _queries(layout: Layout | None) -> tuple[str, str]:
+    """The unguarded and guarded queries for a file of this layout."""
+    return (SQL, GUARDED_SQL) if layout is None else _layout_queries(layout)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -612,8 +837,9 @@ class _Slow:
 
 def _read(path: Path, source_file: str) -> FileRead | None:
     """The file read by the unguarded query, or by the guarded one when a line is not JSON at all."""
+    unguarded, guarded = _queries(sniff_layout(path))
     try:
-        return _read_with(path, source_file, SQL)
+        return _read_with(path, source_file, unguarded)
     except (duckdb.InvalidInputException, OSError) as exc:
         # The error comes as DuckDB's own exception or, when it surfaces while Arrow reads the result stream,
         # as an OSError carrying DuckDB's message (file read errors never get here: _Lines keeps them).
@@ -623,7 +849,7 @@ def _read(path: Path, source_file: str) -> FileRead | None:
         # every parse guarded. Only files holding a line DuckDB cannot parse pay for the second pass.
         log.info("native fast path: %s holds a line that is not JSON, reading it again guarded: %s",
                  source_file, str(exc).splitlines()[0])
-        return _read_with(path, source_file, GUARDED_SQL)
+        return _read_with(path, source_file, guarded)
 
 
 def _read_with(path: Path, source_file: str, sql: str) -> FileRead | None:
@@ -870,7 +1096,7 @@ def explain_lines(path: Path) -> dict[int, list[str]]:
     try:
         con.register("blk", lines.reader())
         for batch in con.sql(_EXPLAIN_SQL).to_arrow_reader(FETCH_ROWS):
-            checks = [batch.column(i + 1).to_numpy(zero_copy_only=False) for i in range(len(_CHECKS))]
+            checks = [batch.column(i + 4).to_numpy(zero_copy_only=False) for i in range(len(_CHECKS))]
             for row, number in enumerate(batch.column(0).to_pylist()):
                 broken = [sql for sql, values in zip(_CHECKS, checks, strict=True) if not values[row]]
                 if broken:
@@ -881,3 +1107,22 @@ def explain_lines(path: Path) -> dict[int, list[str]]:
         failed[number] = ["kept in Python"]
     return dict(sorted(failed.items()))
 
+
+def layout_matches(path: Path) -> tuple[Layout | None, dict[int, tuple[bool, bool, bool]]]:
+    """The file's layout (see Layout) and, for each line DuckDB parsed, whether the line, its params and its
+    metadata matched it. What did not match is checked the long way (slower, same verdict): a writer whose
+    lines mostly do not match changes its key order or spelling from line to line."""
+    layout = sniff_layout(path)
+    if layout is None:
+        return None, {}
+    matched: dict[int, tuple[bool, bool, bool]] = {}
+    con = _connect()
+    try:
+        con.register("blk", _Lines(path).reader())
+        sql = _build(guarded=True, layout=layout)[1]
+        for batch in con.sql(f"SELECT n, tpl, ptpl, mtpl FROM ({sql})").to_arrow_reader(FETCH_ROWS):
+            for number, *flags in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                matched[number] = (bool(flags[0]), bool(flags[1]), bool(flags[2]))
+    finally:
+        con.close()
+    return layout, dict(sorted(matched.items()))

@@ -10,6 +10,7 @@ import gzip
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import orjson
@@ -429,9 +430,14 @@ def test_crlf_blank_lines_and_invalid_utf8_keep_their_line_numbers(tmp_path: Pat
 
 def test_a_duckdb_failure_falls_back_to_the_generic_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, "a.jsonl", [json.dumps(span(i)).encode() for i in range(5)])
-    monkeypatch.setattr(native_fast, "SQL", "SELECT no_such_column FROM blk")
+    monkeypatch.setattr(native_fast, "_queries", lambda layout: ("SELECT no_such_column FROM blk",) * 2)
     assert native_fast.try_read(path, "a.jsonl") is None
     assert_same(*both([path], tmp_path))
+
+
+def guarded(sql: str) -> bool:
+    """Whether the query is the guarded one (for the file's layout, if any)."""
+    return "try(from_json(line, " in sql
 
 
 def _queries_run(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -440,7 +446,7 @@ def _queries_run(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     read_with = native_fast._read_with
 
     def spy(path: Path, source_file: str, sql: str) -> object:
-        run.append("guarded" if sql == native_fast.GUARDED_SQL else "unguarded")
+        run.append("guarded" if guarded(sql) else "unguarded")
         return read_with(path, source_file, sql)
 
     monkeypatch.setattr(native_fast, "_read_with", spy)
@@ -490,8 +496,8 @@ def test_duckdbs_error_through_the_arrow_stream_also_reruns_guarded(tmp_path: Pa
     run: list[bool] = []
 
     def failing_unguarded(path: Path, source_file: str, sql: str) -> object:
-        run.append(sql == native_fast.GUARDED_SQL)
-        if sql != native_fast.GUARDED_SQL:
+        run.append(guarded(sql))
+        if not guarded(sql):
             raise OSError(message)
         return read_with(path, source_file, sql)
 
@@ -548,15 +554,113 @@ _fields = st.fixed_dictionaries({}, optional={
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(_fields, min_size=1, max_size=12))
+@given(st.lists(_fields, min_size=1, max_size=12), st.booleans())
 def test_fast_path_equals_generic_path_on_random_spans(tmp_path_factory: pytest.TempPathFactory,
-                                                       fields: list[dict]) -> None:
+                                                       fields: list[dict], compact: bool) -> None:
+    """Written by json.dumps (spaces: only params and metadata can match a layout) or compact by orjson (whole
+    lines can match the layout the first lines set, which the random ones then mostly break)."""
+    dumps = orjson.dumps if compact else lambda value: json.dumps(value).encode()
     root = tmp_path_factory.mktemp("fuzz")
-    lines = [json.dumps(span(0)).encode()]
-    lines += [json.dumps({"trace_id": "t", "span_id": f"f{i}", "name": "n",
-                          "start_time": "2026-10-01T05:00:00Z", **f}).encode() for i, f in enumerate(fields)]
+    lines = [dumps(span(0))]
+    lines += [dumps({"trace_id": "t", "span_id": f"f{i}", "name": "n", "start_time": "2026-10-01T05:00:00Z", **f})
+              for i, f in enumerate(fields)]
     path = write(root, "fuzz.jsonl", lines)
     assert_same(*both([path], root))
+    assert_layout_changes_nothing(path)
+
+
+def assert_layout_changes_nothing(path: Path) -> None:
+    """The file read with its layout gives exactly what the query without one gives."""
+    with_layout = native_fast._read(path, path.name)
+    with mock.patch.object(native_fast, "sniff_layout", return_value=None):
+        without = native_fast._read(path, path.name)
+    assert with_layout is not None and without is not None
+    for name in ("prevalidated", "rows"):
+        a, b = getattr(with_layout, name), getattr(without, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            pd.testing.assert_frame_equal(a, b)
+    assert with_layout.rejects == without.rejects and with_layout.records_read == without.records_read
+
+
+def compact_lines() -> list[bytes]:
+    """good_and_bad_lines written compact (as DuckDB writes JSON), with lines that break the layout the first
+    lines set in every way one can: keys reordered, repeated or unknown, a null written where it is left out
+    and the other way round, spacing, number spelling, escapes."""
+    lines = [orjson.dumps(orjson.loads(line)) if line.startswith(b"{") and _loads(line) else line
+             for line in good_and_bad_lines()]
+    first = orjson.dumps(span(50))
+    reordered = orjson.dumps(dict(reversed(list(span(51).items()))))
+    return [first, orjson.dumps(span(52, parent_span_id=None)), *lines, reordered,
+            first.replace(b'"s50"', b'"s53"')[:-1] + b',"span_id":"s54"}',
+            first.replace(b'"s50"', b'"s55"').replace(b'"name":', b'"team":"x","name":'),
+            orjson.dumps(span(56, parent_span_id=None, metadata={"user_id": None, "feature": "chat"})),
+            orjson.dumps(span(57, usage={"completion_tokens": 5, "prompt_tokens": 20})),
+            orjson.dumps(span(58, params={"max_tokens": 9, "temperature": 0.5, "seed": 1})),
+            orjson.dumps(span(59, metadata={"user_id": "u", "user_id2": "v", "App": "a", "app": "b"})),
+            orjson.dumps(span(60)).replace(b'"cost":0.006', b'"cost":6e-3'),
+            orjson.dumps(span(61)).replace(b"question", b"\\u0071uestion"),
+            orjson.dumps(span(62)).replace(b'"temperature":0.2', b'"temperature":0.2,"temperature":0.9'),
+            orjson.dumps(span(63)).replace(b'"feature":"chat"', b'"feature":"chat","feature":"x"'),
+            orjson.dumps(span(64)).replace(b'"prompt_tokens":84', b'"prompt_tokens":84,"prompt_tokens":1'),
+            orjson.dumps(span(65)).replace(b',"model"', b', "model"')]
+
+
+def _loads(line: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_a_layout_never_changes_a_verdict(tmp_path: Path, compact: bool) -> None:
+    lines = compact_lines() if compact else good_and_bad_lines()
+    path = write(tmp_path, "layout.jsonl", lines)
+    assert_same(*both([path], tmp_path))
+    assert_layout_changes_nothing(path)
+    layout, matched = native_fast.layout_matches(path)
+    assert layout is not None and (layout.keys is not None) == compact
+    # The layout did its work on the usual lines (whole lines only where compact), and never on the odd ones.
+    assert sum(line for line, _, _ in matched.values()) > (10 if compact else -1)
+    assert sum(params for _, params, _ in matched.values()) > 10
+    assert sum(metadata for _, _, metadata in matched.values()) > 10
+    if compact:
+        number = {orjson.loads(line).get("span_id"): n for n, line in enumerate(lines, 1) if _loads(line)}
+        assert matched[number["s50"]] == (True, True, True)
+        # s52 writes a null the layout leaves out; s54 repeats span_id (orjson keeps the last), s55 adds a key.
+        for sid in ("s51", "s52", "s54", "s55", "s57", "s60", "s61", "s64", "s65"):
+            assert not matched[number[sid]][0], sid
+        assert not matched[number["s58"]][1] and not matched[number["s62"]][1]
+        assert not matched[number["s59"]][2] and not matched[number["s63"]][2]
+
+
+def test_sniff_layout_merges_key_orders_and_learns_how_nulls_are_written(tmp_path: Path) -> None:
+    lines = [b'{"trace_id":"t","span_id":"a","parent_span_id":null,"name":"n","metadata":{"user_id":"u","team":"x"}}',
+             b'{"trace_id":"t","span_id":"b","parent_span_id":"a","name":"n","documents":[],"metadata":{"b":null}}',
+             b'{"trace_id":"t","span_id":"c","parent_span_id":null,"name":"n","usage":{"total_tokens":1}}',
+             b'{"trace_id":"t","span_id":"d","name":"n","params":{"seed":1,"temperature":0}}']
+    path = write(tmp_path, "l.jsonl", lines)
+    layout = native_fast.sniff_layout(path)
+    assert layout is not None
+    # A key first seen in a later line goes right after the key before it there.
+    assert layout.keys == (("trace_id", False), ("span_id", False), ("parent_span_id", True), ("name", False),
+                           ("params", False), ("usage", False), ("documents", False), ("metadata", False))
+    assert layout.usage == (("total_tokens", False),)
+    assert layout.params == (("seed", False), ("temperature", False))
+    assert layout.metadata == (("b", True), ("user_id", False), ("team", False))
+    spaced = write(tmp_path, "s.jsonl", [json.dumps(orjson.loads(line)).encode() for line in lines])
+    assert native_fast.sniff_layout(spaced) == native_fast.Layout(None, layout.usage, layout.params, layout.metadata)
+    assert native_fast.sniff_layout(write(tmp_path, "x.jsonl", [b"[1]", b"oops", b'"s"'])) is None
+    deep = write(tmp_path, "d.jsonl", [b'{"a":' * 300 + b"1" + b"}" * 300, lines[0]])
+    assert native_fast.sniff_layout(deep) is not None  # orjson cannot write it back: not compact, no crash
+
+
+def test_nested_layout_leaves_out_names_differing_only_in_case() -> None:
+    layout = native_fast.Layout(None, (), (), (("App", False), ("team", True), ("Team", False), ("user_id", False)))
+    fields, kept = native_fast._nested_layout(layout, "metadata", ["user_id", "app"])
+    assert fields == ["user_id", "app", "team"]
+    assert kept == (("team", True), ("user_id", False))
 
 
 def test_prevalidated_frame_has_canonical_dtypes(tmp_path: Path) -> None:
