@@ -17,6 +17,13 @@ query streams over the whole file:
   parsing, `native.read`, then the row rules in `partition.ingest_files`, so reasons and details are the
   generic path's own. Those rows get the dtypes `pd.DataFrame` would infer for the whole file
   (`_rows_frame`), since the rules' checks and messages follow the dtype.
+* Most of a line's checks concern its values; the rest ask whether its keys are the native ones, each once.
+  Answering that by listing the keys costs a second parse of the line. A file's first lines set its
+  `Layout` (key order, how nulls are written): a line that is exactly its parse written back in that layout
+  (one concat, one comparison) has only those keys, each once, so its keys are not listed. params and
+  metadata, whose text DuckDB writes back compact whatever the line's spacing, are matched the same way,
+  which also spares the merge patch that drops the keys with a column. Whatever differs in a byte is
+  checked the long way, with the same verdict.
 * The parse is unguarded at first: a line that is not JSON at all (a syntax error, which DuckDB raises for
   the whole query) stops the query, and the file is read again from the start by the guarded query, whose
   parse (`try`) turns such a line into a null row for the per-record path. The guard costs a few percent on
