@@ -665,8 +665,7 @@ def _build(guarded: bool, layout: Layout | None = None) -> tuple[str, str, list[
         # CASE, not OR: a CASE computes its branch only for the rows that take it.
         return check if matched in constant else f"CASE WHEN {matched} THEN true ELSE {check} END"
 
-    checks = [
-        "j IS NOT NULL", "NOT odd",
+    key_checks = [
         # Every top-level key is a native key, none twice (json_keys lists repeats). A line that matched the
         # layout holds only its keys, each once, and a usage with its first key: nothing to check.
         unless("tpl", f"len(ks) = {_distinct('ks', _TOP)}"),
@@ -678,6 +677,10 @@ def _build(guarded: bool, layout: Layout | None = None) -> tuple[str, str, list[
                        f"NOT {_repeated('pks', native.PARAMS.values())})"),
         unless("mtpl", f"j.metadata IS NULL OR (starts_with(j.metadata, '{{') AND "
                        f"NOT {_repeated('mks', native.METADATA.values())})"),
+    ]
+    checks = [
+        "j IS NOT NULL", "NOT odd",
+        *key_checks,
         *(f"{col}_detail_ok" for col in _DETAILS),
         # A response that is not a string (content_text), and output_messages that are not a non-empty
         # list (Python truthiness), take the per-record path.
@@ -687,11 +690,16 @@ def _build(guarded: bool, layout: Layout | None = None) -> tuple[str, str, list[
         f"docs IS NULL OR len(list_filter(docs, lambda x: NOT coalesce(starts_with(x.d, '{{'), false) OR "
         f"{_repeated('x.k', ['doc_id', 'content'], 'doc_key')})) = 0",
         # Required strings are not blank.
-        *(f"regexp_matches({c}, {_NOT_BLANK})" for c in ("trace_id", "span_id", "name")),
+        # (A printable ASCII first character settles it without the pattern, whose call costs more.)
+        *(f"CASE WHEN ascii({c}) BETWEEN 33 AND 126 THEN true ELSE regexp_matches({c}, {_NOT_BLANK}) END"
+          for c in ("trace_id", "span_id", "name")),
         "start_time IS NOT NULL",
         # A kind inferred from the name only when its first characters are ASCII, so lower() agrees.
         # (A pattern anchored at the start, not left(): cutting the string counts its characters.)
-        "j.kind IS NOT NULL OR NOT regexp_matches(name, '^(?s).{0,15}[^\\x01-\\x7f]')",
+        # (An all-ASCII name, one byte a character, settles it without the pattern; NUL cannot be in it, since
+        # its escape is routed away and a raw one is no JSON.)
+        "CASE WHEN j.kind IS NOT NULL OR strlen(name) = length(name) THEN true "
+        "ELSE NOT regexp_matches(name, '^(?s).{0,15}[^\\x01-\\x7f]') END",
         _one_of("kind", KINDS), _one_of("status", STATUSES),
         f"start_time >= {_TS_LOW} AND start_time < {_TS_HIGH}",
         f"end_time_json IS NULL OR (end_time >= {_TS_LOW} AND end_time < {_TS_HIGH} AND end_time >= start_time)",
