@@ -83,6 +83,8 @@ FETCH_ROWS = 16384
 SNIFF_LINES = 1000
 # How many lines decide a file's layout (see Layout).
 LAYOUT_LINES = 1000
+# The most keys a layout of params or metadata may name (see _open_layout).
+MAX_LAYOUT_KEYS = 32
 # A line with this many '[' and '{' could nest a value deeper than orjson can encode (254 levels), which the
 # row rules quarantine; such lines take the per-record path (a cheap, conservative bound on the depth).
 MAX_OPENERS = 200
@@ -225,9 +227,15 @@ def sniff_layout(path: Path, lines: int | None = None) -> Layout | None:
         keys = tuple((key, null and key != "usage") for key, null in _key_layout(objects, top.__contains__))
         if not keys or (not usage and any(key == "usage" for key, _ in keys)):
             keys = None
-    return Layout(keys=keys, usage=usage,
-                  params=_key_layout(_nested(objects, "params"), lambda k: bool(_PLAIN_KEY.fullmatch(k))),
-                  metadata=_key_layout(_nested(objects, "metadata"), lambda k: bool(_PLAIN_KEY.fullmatch(k))))
+    return Layout(keys=keys, usage=usage, params=_open_layout(_nested(objects, "params")),
+                  metadata=_open_layout(_nested(objects, "metadata")))
+
+
+def _open_layout(objects: list[dict[str, Any]]) -> KeyLayout:
+    """The layout of params or metadata, whose keys are the writer's: none when they are many (keys that
+    vary from line to line, such as ids, would make a struct of hundreds of fields, parsed on every line)."""
+    layout = _key_layout(objects, lambda key: bool(_PLAIN_KEY.fullmatch(key)))
+    return layout if len(layout) <= MAX_LAYOUT_KEYS else ()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -656,6 +656,24 @@ def test_sniff_layout_merges_key_orders_and_learns_how_nulls_are_written(tmp_pat
     assert native_fast.sniff_layout(deep) is not None  # orjson cannot write it back: not compact, no crash
 
 
+def test_layouts_of_many_or_odd_keys(tmp_path: Path) -> None:
+    """Keys that vary from line to line give metadata no layout (a struct of hundreds of fields would cost
+    more than it saves); keys with dots, dashes or other characters still read exactly."""
+    varying = [orjson.dumps(span(i, metadata={"user_id": "u", f"request-{i}": i})) for i in range(40)]
+    layout = native_fast.sniff_layout(write(tmp_path, "v.jsonl", varying))
+    assert layout is not None and layout.metadata == () and layout.params
+    odd = [orjson.dumps(span(i, metadata={"user_id": "u", "a.b": i, "c-d": [i], "é": 1, "": 2, "x y": None}))
+           for i in range(30)]
+    path = write(tmp_path, "o.jsonl", odd + varying[:3])
+    layout = native_fast.sniff_layout(path)
+    assert layout is not None
+    keys = [key for key, _ in layout.metadata]
+    assert {"user_id", "a.b", "c-d"} <= set(keys) and keys.index("a.b") < keys.index("c-d")
+    assert not {"é", "", "x y"} & set(keys)
+    assert_same(*both([path], tmp_path))
+    assert_layout_changes_nothing(path)
+
+
 def test_nested_layout_leaves_out_names_differing_only_in_case() -> None:
     layout = native_fast.Layout(None, (), (), (("App", False), ("team", True), ("Team", False), ("user_id", False)))
     fields, kept = native_fast._nested_layout(layout, "metadata", ["user_id", "app"])
