@@ -571,7 +571,8 @@ def _build(guarded: bool, layout: Layout | None = None) -> tuple[str, str, list[
     the line goes to the per-record path. The guard (try) costs about a tenth of the parse on every line, so
     `_read` runs the unguarded query first and the guarded one only after such an error."""
     route = " OR ".join([
-        f"(contains(line, '\\u') AND regexp_matches(line, {_ESCAPES}))",
+        # CASE, not AND: an AND in a projection computes both sides for every row.
+        f"CASE WHEN contains(line, '\\u') THEN regexp_matches(line, {_ESCAPES}) ELSE false END",
         *(f"regexp_matches(line, {p})" for p in _LENIENT_JSON),
         f"strlen(line) - strlen(replace(replace(line, '[', ''), '{{', '')) >= {MAX_OPENERS}",
     ])
@@ -634,8 +635,9 @@ def _build(guarded: bool, layout: Layout | None = None) -> tuple[str, str, list[
             layer1.append(f"{_num(x)} AS {name}")
         elif column.type == "timestamp":
             layer1.append(f"{_str(x)} AS {name}_text")
-            layer1.append(f"CASE WHEN regexp_full_match({x}, '[0-9]{{1,13}}') THEN {x}::VARCHAR::BIGINT END "
-                          f"AS {name}_epoch")
+            # (A string is no epoch: the test spares the usual ISO time a pattern call.)
+            layer1.append(f"CASE WHEN starts_with({x}, '\"') THEN NULL WHEN regexp_full_match({x}, '[0-9]{{1,13}}') "
+                          f"THEN {x}::VARCHAR::BIGINT END AS {name}_epoch")
     layer1.append(f"{_str('j.response')} AS output_text")
     # Retrieved documents as (JSON text, key list) pairs, for native.normalise_documents below.
     layer1.append("CASE WHEN starts_with(j.documents, '[') THEN list_transform(from_json(j.documents, '[\"JSON\"]'), "
