@@ -174,16 +174,12 @@ def _merged_order(orders: Iterable[list[str]]) -> list[str]:
     return merged
 
 
-def _key_layout(objects: list[dict[str, Any]], allowed: Any) -> KeyLayout:
+def _key_layout(objects: list[dict[str, Any]], allowed: Callable[[str], bool]) -> KeyLayout:
     """(key, null written) for the keys of the objects that `allowed(key)` accepts, in the writer's order; a
     null value is written when the objects hold the key as null at least as often as they leave it out."""
     order = _merged_order([k for k in value if allowed(k)] for value in objects)
     layout = []
-    seen: set[str] = set()
     for key in order:
-        if key.lower() in seen:
-            continue  # struct fields ignore case: the first spelling only
-        seen.add(key.lower())
         nulls = sum(1 for value in objects if key in value and value[key] is None)
         left_out = sum(1 for value in objects if key not in value)
         layout.append((key, nulls > 0 and nulls >= left_out))
@@ -202,7 +198,7 @@ def _written_back(value: dict[str, Any]) -> bytes | None:
         return None
 
 
-def sniff_layout(path: Path, lines: int | None = None) -> Layout | None:
+def sniff_layout(path: Path) -> Layout | None:
     """The layout of a file's first lines (see Layout); None when they hold no object."""
     objects: list[dict[str, Any]] = []
     compact = 0
@@ -215,7 +211,7 @@ def sniff_layout(path: Path, lines: int | None = None) -> Layout | None:
             if isinstance(value, dict):
                 objects.append(value)
                 compact += _written_back(value) == line
-            if count >= (lines or LAYOUT_LINES):
+            if count >= LAYOUT_LINES:
                 break
     if not objects:
         return None
@@ -557,7 +553,7 @@ def _present(key: str, layout: Layout | None) -> str:
     listed = _has("ks", key)
     if layout is None or not layout.keys:
         return listed
-    null = dict(layout.keys or ()).get(key)
+    null = dict(layout.keys).get(key)
     known = "false" if null is None else "true" if null else f"j.{key} IS NOT NULL"
     return f"CASE WHEN tpl THEN {known} ELSE {listed} END"
 
@@ -1117,17 +1113,12 @@ def explain_lines(path: Path) -> dict[int, list[str]]:
     with '{', not UTF-8) are listed with the reason "kept in Python"."""
     lines = _Lines(path)
     failed: dict[int, list[str]] = {}
-    con = _connect()
-    try:
-        con.register("blk", lines.reader())
-        for batch in con.sql(_EXPLAIN_SQL).to_arrow_reader(FETCH_ROWS):
-            checks = [batch.column(i + 4).to_numpy(zero_copy_only=False) for i in range(len(_CHECKS))]
-            for row, number in enumerate(batch.column(0).to_pylist()):
-                broken = [sql for sql, values in zip(_CHECKS, checks, strict=True) if not values[row]]
-                if broken:
-                    failed[number] = broken
-    finally:
-        con.close()
+    for batch in _batches_of(lines, _EXPLAIN_SQL):
+        checks = [batch.column(i + 4).to_numpy(zero_copy_only=False) for i in range(len(_CHECKS))]
+        for row, number in enumerate(batch.column(0).to_pylist()):
+            broken = [sql for sql, values in zip(_CHECKS, checks, strict=True) if not values[row]]
+            if broken:
+                failed[number] = broken
     for number, _ in lines.kept:
         failed[number] = ["kept in Python"]
     return dict(sorted(failed.items()))
@@ -1141,13 +1132,18 @@ def layout_matches(path: Path) -> tuple[Layout | None, dict[int, tuple[bool, boo
     if layout is None:
         return None, {}
     matched: dict[int, tuple[bool, bool, bool]] = {}
+    sql = f"SELECT n, tpl, ptpl, mtpl FROM ({_build(guarded=True, layout=layout)[1]})"
+    for batch in _batches_of(_Lines(path), sql):
+        for number, *flags in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+            matched[number] = (bool(flags[0]), bool(flags[1]), bool(flags[2]))
+    return layout, dict(sorted(matched.items()))
+
+
+def _batches_of(lines: _Lines, sql: str) -> Iterator[pa.RecordBatch]:
+    """The result of a diagnostic query over the file's lines (`blk`), batch by batch."""
     con = _connect()
     try:
-        con.register("blk", _Lines(path).reader())
-        sql = _build(guarded=True, layout=layout)[1]
-        for batch in con.sql(f"SELECT n, tpl, ptpl, mtpl FROM ({sql})").to_arrow_reader(FETCH_ROWS):
-            for number, *flags in zip(*(column.to_pylist() for column in batch.columns), strict=True):
-                matched[number] = (bool(flags[0]), bool(flags[1]), bool(flags[2]))
+        con.register("blk", lines.reader())
+        yield from con.sql(sql).to_arrow_reader(FETCH_ROWS)
     finally:
         con.close()
-    return layout, dict(sorted(matched.items()))
