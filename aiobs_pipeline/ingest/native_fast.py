@@ -916,6 +916,8 @@ def _read_with(path: Path, source_file: str, sql: str) -> FileRead | None:
 
 # Where a nullable integer column keeps its nulls until the frame is built (values hold 0 there).
 _NULLS = ".isna"
+# Columns whose values differ from row to row (see _to_arrays).
+_UNIQUE_COLUMNS = frozenset({"span_id"})
 
 
 def _to_arrays(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
@@ -933,8 +935,9 @@ def _to_arrays(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
         elif pa.types.is_floating(column.type):
             arrays[name] = column.to_numpy(zero_copy_only=False)
         else:
-            # Repeated strings (kinds, models, prompts, ...) share one Python object per batch.
-            arrays[name] = column.to_pandas(deduplicate_objects=True).to_numpy()
+            # Repeated strings (kinds, models, prompts, ...) share one Python object per batch. Span ids are
+            # one per span: hashing them to share nothing cost ten times their conversion.
+            arrays[name] = column.to_pandas(deduplicate_objects=name not in _UNIQUE_COLUMNS).to_numpy()
     return arrays
 
 
