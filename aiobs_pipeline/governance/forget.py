@@ -27,6 +27,7 @@ counts, and the SHA-256 of the user id, never the id itself or any content.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -478,8 +479,46 @@ def _files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and is_landing_file(p))
 
 
-def _mentions_any(data: bytes, needles: Iterable[str]) -> bool:
-    return any(n.encode() in data for n in needles if n)
+# Characters no JSON writer escapes (Go's writes <, > and & as \u003c...; some write / as \/): an id made of
+# them appears in a file's bytes as it is.
+_UNESCAPED = re.compile(r"[A-Za-z0-9_.:@+=~ -]*")
+# Hex ids of 8 or 16 bytes: OTLP span and trace ids, which a file may spell in either case or as base64.
+_HEX_ID = re.compile(r"(?:[0-9a-fA-F]{16}){1,2}")
+
+
+def _strings_mention(value: Any, keys: UserKeys) -> bool:
+    """Whether a string inside a parsed JSON value names the user (where the raw text may hold it escaped)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if keys.mentions(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _may_mention(data: bytes, keys: UserKeys) -> bool:
+    """False only when a file's bytes cannot hold the user id, nor a trace or span id of theirs, in any
+    spelling the readers accept: the quick test that spares parsing the files that cannot concern the user."""
+    ids = [value for value in (keys.user_id, *keys.traces, *keys.spans) if value]
+    if not all(_UNESCAPED.fullmatch(value) for value in ids):
+        return True  # an escaped spelling (jos\u00e9, a\/b) hides the id from a byte search: read the file
+    if any(value.encode() in data for value in ids):
+        return True
+    hex_ids = [value for value in ids if _HEX_ID.fullmatch(value)]
+    if not hex_ids:
+        return False
+    lowered = data.lower()
+    for value in hex_ids:
+        encoded = base64.b64encode(bytes.fromhex(value))
+        if value.lower().encode() in lowered or encoded in data or encoded.replace(b"/", b"\\/") in data:
+            return True
+    return False
 
 
 def _span_rows(path: Path, rel: str) -> pd.DataFrame:
@@ -503,7 +542,9 @@ def collect_landing_keys(roots: Iterable[Path], keys: UserKeys) -> None:
     """Add the user's traces and spans found in landing files that mention the user id."""
     for root in roots:
         for path in _files_under(root):
-            if not keys.mentions(_decoded(path).decode("utf-8", errors="replace")):
+            # (An id that a writer may have escaped cannot be searched for in the text: every file is read.)
+            if _UNESCAPED.fullmatch(keys.user_id) and not keys.mentions(
+                    _decoded(path).decode("utf-8", errors="replace")):
                 continue
             rows = _span_rows(path, str(path.relative_to(root)))
             if rows.empty:
@@ -531,11 +572,9 @@ def _atomic_write(path: Path, data: bytes, verify: Callable[[Path], str | None])
 def forget_in_landing(root: Path, keys: UserKeys, dry_run: bool) -> list[ForgetItem]:
     """Rewrite the span landing files under root without the user's spans."""
     items: list[ForgetItem] = []
-    needles = [keys.user_id, *keys.traces, *keys.spans]
     for path in _files_under(root):
         rel = str(path.relative_to(root))
-        data = _decoded(path)
-        if not _mentions_any(data, needles):
+        if not _may_mention(_decoded(path), keys):
             continue
         rows = _span_rows(path, rel)
         mine = _user_rows(rows, keys) if not rows.empty else pd.Series(dtype=bool)
@@ -584,7 +623,6 @@ def forget_in_feedback_landing(root: Path, keys: UserKeys, feedback_settings: An
     from aiobs_pipeline.feedback.events import read_feedback_file  # noqa: PLC0415
 
     items: list[ForgetItem] = []
-    needles = [keys.user_id, *keys.traces, *keys.spans]
 
     def mine(row: dict[str, Any]) -> bool:
         return (row.get("user_id") == keys.user_id or row.get("span_id") in keys.spans
@@ -592,7 +630,7 @@ def forget_in_feedback_landing(root: Path, keys: UserKeys, feedback_settings: An
 
     for path in _files_under(root):
         rel = str(path.relative_to(root))
-        if not _mentions_any(_decoded(path), needles):
+        if not _may_mention(_decoded(path), keys):
             continue
         before = read_feedback_file(path, rel, feedback_settings)
         expected = sum(1 for row in before.rows if not mine(row))
@@ -643,7 +681,7 @@ def forget_in_datasets(roots: Iterable[Path], keys: UserKeys, dry_run: bool) -> 
                 source = case.get("source") if isinstance(case, dict) else None
                 source = source if isinstance(source, dict) else {}
                 if (source.get("span_id") in keys.spans or source.get("trace_id") in keys.traces
-                        or keys.mentions(line.decode("utf-8", errors="replace"))):
+                        or keys.mentions(line.decode("utf-8", errors="replace")) or _strings_mention(case, keys)):
                     removed += 1
                 else:
                     kept.append(line)

@@ -4,6 +4,7 @@ the alert store, and the warehouse on DuckDB and PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -20,11 +21,13 @@ from aiobs_pipeline.alerting.rules import Observation
 from aiobs_pipeline.alerting.state import AlertStore
 from aiobs_pipeline.feedback.settings import FeedbackSettings
 from aiobs_pipeline.generate import generate
+from aiobs_pipeline.governance import forget
 from aiobs_pipeline.governance.forget import (
     REDACTED,
     ForgetError,
     UserKeys,
     _Matcher,
+    _may_mention,
     collect_landing_keys,
     forget_in_alert_store,
     forget_in_datasets,
@@ -163,6 +166,88 @@ def test_a_file_holding_only_the_user_is_deleted(tmp_path: Path) -> None:
     assert [i.action for i in items] == ["deleted_file"] and not path.exists()
 
 
+def _otlp_line(trace: bytes, span: bytes, user: str | None, parent: bytes | None = None) -> bytes:
+    """One OTLP/JSON request of one span whose ids are base64, as protobuf's generic JSON mapping writes them."""
+    attributes = [{"key": "user.id", "value": {"stringValue": user}}] if user else []
+    span_json = {"traceId": base64.b64encode(trace).decode(), "spanId": base64.b64encode(span).decode(),
+                 "name": "retrieve", "kind": 1, "startTimeUnixNano": "1772442000000000000",
+                 "endTimeUnixNano": "1772442001000000000", "attributes": attributes, "status": {}}
+    if parent:
+        span_json["parentSpanId"] = base64.b64encode(parent).decode()
+    return orjson.dumps({"resourceSpans": [{"resource": {"attributes": []},
+                                            "scopeSpans": [{"scope": {}, "spans": [span_json]}]}]}) + b"\n"
+
+
+def test_untagged_child_spans_with_base64_ids_are_found_in_other_files(tmp_path: Path) -> None:
+    # The user's span is in one hour's file; an untagged child of its trace, written with base64 ids (so its
+    # file holds neither the user id nor the trace id in hex), is in the next hour's file with someone else's.
+    root = tmp_path / "landing"
+    trace, other_trace = bytes(range(16)), bytes(range(100, 116))
+    first, later = root / "2026/03/02/09", root / "2026/03/02/10"
+    first.mkdir(parents=True)
+    later.mkdir(parents=True)
+    (first / "otlp.jsonl").write_bytes(_otlp_line(trace, b"\x01" * 8, "dave"))
+    child = _otlp_line(trace, b"\x3f\xff\xfe" + b"\x00" * 5, None, parent=b"\x01" * 8)  # base64 holds a '/'
+    erin = _otlp_line(other_trace, b"\x02" * 8, "erin")
+    (later / "otlp.jsonl").write_bytes(child + erin)
+    keys = UserKeys("dave")
+    collect_landing_keys([root], keys)
+    assert keys.traces == {trace.hex()}
+    items = forget_in_landing(root, keys, dry_run=False)
+    assert not (first / "otlp.jsonl").exists()
+    assert (later / "otlp.jsonl").read_bytes() == erin
+    assert sorted(i.action for i in items) == ["deleted_file", "rewrote_file"]
+    rows = read_file(later / "otlp.jsonl", "otlp.jsonl", fast_path=False).rows
+    assert list(rows["user_id"]) == ["erin"]
+
+
+@pytest.mark.parametrize("user", ["josé", "a/b", "x<y>&z", 'say "hi"'])
+def test_user_ids_a_writer_escapes_are_found(tmp_path: Path, user: str) -> None:
+    # json.dumps writes josé as jos\u00e9, and other writers escape /, < and &: a byte search for the id
+    # would skip the file, so such ids have every file read.
+    folder = tmp_path / "landing/2026/03/02/09"
+    folder.mkdir(parents=True)
+    mine = {"span_id": "s1", "trace_id": "t1", "name": "chat", "start_time": "2026-03-02T09:00:00Z",
+            "metadata": {"user_id": user}}
+    other = {**mine, "span_id": "s2", "trace_id": "t2", "metadata": {"user_id": "bob"}}
+    escaped = json.dumps(mine).replace("/", "\\/").replace("<", "\\u003c").replace(">", "\\u003e")
+    escaped = escaped.replace("&", "\\u0026")
+    assert user not in escaped
+    path = folder / "native.jsonl"
+    path.write_text(escaped + "\n" + json.dumps(other) + "\n", encoding="utf-8")
+    keys = UserKeys(user)
+    collect_landing_keys([tmp_path / "landing"], keys)
+    assert keys.spans == {"s1"} and keys.traces == {"t1"}
+    items = forget_in_landing(tmp_path / "landing", keys, dry_run=False)
+    assert [i.action for i in items] == ["rewrote_file"]
+    assert path.read_text(encoding="utf-8") == json.dumps(other) + "\n"
+
+
+def test_files_that_cannot_concern_the_user_are_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "landing/2026/03/02/09"
+    folder.mkdir(parents=True)
+    line = {"span_id": "s2", "trace_id": "t2", "name": "chat", "start_time": "2026-03-02T09:00:00Z",
+            "metadata": {"user_id": "bob"}}
+    (folder / "native.jsonl").write_bytes(orjson.dumps(line) + b"\n")
+    keys = UserKeys("alice", traces={"ab" * 16}, spans={"cd" * 8})
+
+    def unexpected_read(path: Path, rel: str) -> None:
+        raise AssertionError(f"{rel} was parsed although it cannot concern the user")
+
+    monkeypatch.setattr(forget, "_span_rows", unexpected_read)
+    assert forget_in_landing(tmp_path / "landing", keys, dry_run=False) == []
+    assert not _may_mention(orjson.dumps(line), keys)
+    # The user's ids in any spelling the readers accept make a file a candidate.
+    for spelling in ("alice", "AB" * 16, "aB" * 16, "Cd" * 8, base64.b64encode(bytes.fromhex("cd" * 8)).decode()):
+        assert _may_mention(orjson.dumps({**line, "parent_span_id": spelling}), keys), spelling
+    slash = UserKeys("alice", spans={"3fff" + "00" * 6})
+    assert base64.b64encode(bytes.fromhex("3fff" + "00" * 6)) == b"P/8AAAAAAAA="
+    assert _may_mention(b'{"spanId":"P\\/8AAAAAAAA="}', slash)
+    assert not _may_mention(b'{"spanId":"P8AAAAAAAAA="}', slash)
+    # An id a writer may escape cannot be searched for: every file is a candidate.
+    assert _may_mention(orjson.dumps(line), UserKeys("jos\u00e9"))
+
+
 def test_matcher_prunes_only_the_users_elements() -> None:
     matcher = _Matcher("alice", remove_ids={"a1", "a2"}, keep_ids={"b1"})
     record = {"post": [{"id": "a1", "extra": {"metadata": {"user_id": "alice"}}},
@@ -221,6 +306,21 @@ def test_datasets_lose_the_users_cases(tmp_path: Path) -> None:
     manifest = json.loads((version / "manifest.json").read_text())
     assert manifest["content_sha256"] == hashlib.sha256(kept).hexdigest() and manifest["counts"]["cases"] == 1
     assert manifest["forgotten_cases"] == 1
+
+
+def test_datasets_lose_cases_naming_an_escaped_user_id(tmp_path: Path) -> None:
+    # A case whose text names the user, written by json.dumps (josé as jos\u00e9): found in its strings.
+    version = tmp_path / "datasets/bad-answers/v0001"
+    version.mkdir(parents=True)
+    cases = [{"case_id": "c1", "question": "what did josé order?", "source": {"span_id": "s9", "trace_id": "t9"}},
+             {"case_id": "c2", "question": "q2", "source": {"span_id": "s-bob", "trace_id": "t2"}}]
+    content = "".join(json.dumps(c) + "\n" for c in cases).encode()
+    assert "josé".encode() not in content
+    (version / "cases.jsonl").write_bytes(content)
+    (version / "manifest.json").write_text(json.dumps({"content_sha256": hashlib.sha256(content).hexdigest()}))
+    items = forget_in_datasets([tmp_path / "datasets"], UserKeys("josé"), dry_run=False)
+    assert [(i.store, i.count) for i in items] == [("datasets", 1)]
+    assert [json.loads(line)["case_id"] for line in (version / "cases.jsonl").read_bytes().splitlines()] == ["c2"]
 
 
 def _settings(tmp_path: Path, **warehouse: object):
