@@ -38,6 +38,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +141,22 @@ def _word(text: str) -> re.Pattern[str]:
     return re.compile(r"(?<![A-Za-z0-9_\-])" + re.escape(text) + r"(?![A-Za-z0-9_\-])")
 
 
+def escaped_spellings(text: str) -> set[str]:
+    """How JSON writers may spell the string text escaped (json.dumps' \\u00e9 or \\u00E9, \\/ for /, Go's
+    \\u003c for <, > and &), without the plain spelling."""
+    ascii_form = json.dumps(text)[1:-1]
+    bases = {ascii_form, re.sub(r"\\u[0-9a-f]{4}", lambda m: "\\u" + m.group(0)[2:].upper(), ascii_form),
+             json.dumps(text, ensure_ascii=False)[1:-1]}
+    go = {base.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") for base in bases}
+    spellings = bases | go
+    spellings |= {spelling.replace("/", "\\/") for spelling in spellings}
+    return spellings - {text}
+
+
 def _sql_word(text: str) -> str:
     """A regular expression matching text as a whole word, valid in DuckDB (RE2) and PostgreSQL."""
-    escaped = re.sub(r"([^A-Za-z0-9_])", r"\\\1", text)
+    # Only ASCII punctuation is escaped: RE2 refuses a backslash before a letter such as é.
+    escaped = re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
     return r"(^|[^A-Za-z0-9_-])" + escaped + r"([^A-Za-z0-9_-]|$)"
 
 
@@ -215,6 +229,9 @@ def _row_condition(session: WarehouseSession, table: str, keys: UserKeys,
     if "raw" in columns:
         parts.append("regexp_matches(raw, ?)" if session.dialect == "duckdb" else "raw ~ ?")
         params.append(_sql_word(keys.user_id))
+        for spelling in sorted(escaped_spellings(keys.user_id)):
+            parts.append("strpos(raw, ?) > 0")  # as a whole JSON string, like the word match above
+            params.append(f'"{spelling}"')
     if not parts:
         return None
     return " OR ".join(f"({p})" for p in parts), params
@@ -373,7 +390,13 @@ class _Matcher:
     def _names_user(self, text: str) -> bool:
         if text == self.user_id:
             return True
-        return len(text) > len(self.user_id) + 2 and json.dumps(self.user_id) in text
+        # JSON text inside a string (metadata kept as text) names the user as a JSON string, perhaps escaped.
+        return len(text) > len(self.user_id) + 2 and any(token in text for token in self._tokens)
+
+    @cached_property
+    def _tokens(self) -> tuple[str, ...]:
+        """The user id as a JSON string in every spelling a writer may give it."""
+        return tuple(f'"{spelling}"' for spelling in sorted({self.user_id, *escaped_spellings(self.user_id)}))
 
     def prune(self, value: Any) -> tuple[Any, int]:
         """The record without the user's elements (or _REMOVE when all of it is theirs) and elements removed."""

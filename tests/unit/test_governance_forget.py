@@ -29,6 +29,7 @@ from aiobs_pipeline.governance.forget import (
     _Matcher,
     _may_mention,
     collect_landing_keys,
+    escaped_spellings,
     forget_in_alert_store,
     forget_in_datasets,
     forget_in_feedback_landing,
@@ -431,6 +432,40 @@ def test_warehouse_forget_on_duckdb(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
+def _forget_escaped_ids(session) -> list[str]:
+    hour = pd.Timestamp("2026-03-02T09:00Z")
+    raws = ['{"user_id": "jos\\u00e9", "span_id": "z"', '{"user_id": "jos\\u00E9_2"', '{"user_id": "josé"',
+            '{"user_id": "a\\/b<c"', '{"user_id": "bob"']
+    session.append("quarantined_spans", pd.DataFrame({
+        "export_hour": [hour] * len(raws), "source_file": ["f"] * len(raws), "reason": ["invalid_json"] * len(raws),
+        "detail": ["d"] * len(raws), "raw": raws, "schema_version": [1] * len(raws)}))
+    forget_in_warehouse(session, UserKeys("josé"), dry_run=False)
+    forget_in_warehouse(session, UserKeys("a/b<c"), dry_run=False)
+    return sorted(row[0] for row in session.query(f"SELECT raw FROM {session.name('quarantined_spans')}"))
+
+
+def test_warehouse_forget_finds_quarantined_records_naming_an_escaped_user_id(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(path)).close()
+    with open_warehouse("duckdb", duckdb_path=path, schema="aiobs") as session:
+        assert _forget_escaped_ids(session) == ['{"user_id": "bob"', '{"user_id": "jos\\u00E9_2"']
+
+
+def test_warehouse_forget_of_escaped_user_ids_on_postgres(postgres_url: str, postgres_schema: str) -> None:
+    with open_warehouse("postgres", postgres_url=postgres_url, schema=postgres_schema) as session:
+        assert _forget_escaped_ids(session) == ['{"user_id": "bob"', '{"user_id": "jos\\u00E9_2"']
+
+
+def test_escaped_spellings_of_a_user_id() -> None:
+    assert escaped_spellings("alice") == set()
+    assert escaped_spellings("josé") == {"jos\\u00e9", "jos\\u00E9"}
+    assert escaped_spellings("a/b<c") == {"a\\/b<c", "a/b\\u003cc", "a\\/b\\u003cc"}
+    assert escaped_spellings('say "hi"') == {'say \\"hi\\"'}
+    matcher = _Matcher("josé", remove_ids=set(), keep_ids=set())
+    assert matcher.prune({"metadata": '{"user_id": "jos\\u00e9", "x": 1}'})[1] == 1
+    assert matcher.prune({"metadata": '{"user_id": "jos\\u00e9_2", "x": 1}'})[1] == 0
+
+
 def test_warehouse_forget_on_postgres(postgres_url: str, postgres_schema: str) -> None:
     with open_warehouse("postgres", postgres_url=postgres_url, schema=postgres_schema) as session:
         _warehouse_rows(session)
