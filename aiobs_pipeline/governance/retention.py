@@ -48,6 +48,8 @@ CONTENT_COLUMNS: tuple[str, ...] = (
     *SPAN_CONTENT_COLUMNS, "comment", "original_text", "edited_text",
     "unsupported_sentences", "grounding_evidence", "confidence_evidence", "evidence",
 )
+# What a retrieved document keeps after span_content_days: its text and anything else in it go.
+DOCUMENT_REFS: tuple[str, ...] = ("id", "score", "rank")
 # Tables whose content columns are nulled after span_content_days.
 CONTENT_TABLES: tuple[str, ...] = (
     "spans", "priced_spans", "llm_check_spans", "flagged_responses", "feedback_events", "confidence_scores",
@@ -136,16 +138,40 @@ def null_old_content(session: WarehouseSession, table: str, cutoff: datetime,
         return None
     column, grain = found
     bound = partition_bound(cutoff, grain)
-    has_content = " OR ".join(f"{quote_ident(c)} IS NOT NULL" for c in content)
+    # Retrieved documents keep their ids, scores and ranks (retrieval analytics outlive the texts).
+    kept = {c: _document_refs(session, c) if c == "documents" else "NULL" for c in content}
+    has_content = " OR ".join(f"{quote_ident(c)} IS NOT NULL" if value == "NULL" else
+                              f"{_text(session, c)} IS DISTINCT FROM {_text(session, value)}"
+                              for c, value in kept.items())
     condition = f"{quote_ident(column)} < ? AND ({has_content})"
     params = [_bound_param(columns[column], bound)]
     if dry_run:
         rows = int(session.query(f"SELECT COUNT(*) FROM {session.name(table)} WHERE {condition}", params)[0][0])
     else:
-        assignments = ", ".join(f"{quote_ident(c)} = NULL" for c in content)
+        assignments = ", ".join(f"{quote_ident(c)} = {value}" for c, value in kept.items())
         rows = session.execute(f"UPDATE {session.name(table)} SET {assignments} WHERE {condition}", params)
+    stripped = [c for c, value in kept.items() if value != "NULL"]
+    detail = f"{', '.join(c for c in content if c not in stripped)} nulled"
+    if stripped:
+        detail += f", {', '.join(stripped)} reduced to {', '.join(DOCUMENT_REFS)}"
     return RetentionRecord(table, "null_content", "span_content_days", cutoff, rows=rows,
-                           detail=f"{', '.join(content)} nulled where {column} < {bound.isoformat()}")
+                           detail=f"{detail} where {column} < {bound.isoformat()}")
+
+
+def _text(session: WarehouseSession, expression: str) -> str:
+    return f"CAST({expression} AS VARCHAR)" if session.dialect == "duckdb" else f"({expression})::text"
+
+
+def _document_refs(session: WarehouseSession, column: str) -> str:
+    """SQL for a documents column reduced to each document's DOCUMENT_REFS (null where it is not a list)."""
+    col = quote_ident(column)
+    refs = ", ".join(f"'{key}', d -> '{key}'" for key in DOCUMENT_REFS)
+    if session.dialect == "duckdb":
+        return (f"CASE WHEN json_type({col}) = 'ARRAY' THEN to_json(list_transform(from_json({col}, '[\"JSON\"]'), "
+                f"lambda d: CASE WHEN json_type(d) = 'OBJECT' THEN json_object({refs}) END)) END")
+    return (f"CASE WHEN jsonb_typeof({col}) = 'array' THEN (SELECT coalesce(jsonb_agg(CASE WHEN "
+            f"jsonb_typeof(d) = 'object' THEN jsonb_build_object({refs}) END ORDER BY n), '[]'::jsonb) "
+            f"FROM jsonb_array_elements({col}) WITH ORDINALITY AS e(d, n)) END")
 
 
 def hour_folders(root: Path) -> list[tuple[datetime, Path]]:

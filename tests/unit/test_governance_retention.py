@@ -3,6 +3,7 @@ alert history, the retention_log and the settings' validation."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from aiobs_pipeline.governance.retention import (
     enforce_retention,
     hour_folders,
     markdown,
+    null_old_content,
     partition_bound,
     record_retention,
 )
@@ -122,6 +124,48 @@ def test_enforce_retention_on_warehouse_rows(tmp_path: Path) -> None:
     assert ("run-1", "spans", "delete_rows", 1) in log and len(log) == len(records)
     assert [k[0].date().isoformat() for k in kept] == ["2026-05-11"]
     assert "| spans | delete_rows | spans_days |" in markdown(records)
+
+
+def _retire_documents(session) -> list[tuple[str, object]]:
+    hours = pd.to_datetime(["2026-01-01T05:00Z", "2026-01-01T05:00Z", "2026-01-01T05:00Z", "2026-06-14T23:00Z"],
+                           utc=True)
+    documents = ['[{"id":"d1","text":"secret","score":0.9,"rank":1,"title":"t"},{"id":"d2","text":"x"}]',
+                 '{"not":"a list"}', None, '[{"id":"d3","text":"recent","score":0.5,"rank":1}]']
+    session.append("spans", pd.DataFrame({
+        "trace_id": ["t"] * 4, "span_id": ["s1", "s2", "s3", "s4"], "name": ["search"] * 4,
+        "kind": ["retrieval"] * 4, "start_time": hours, "status": ["ok"] * 4, "documents": documents,
+        "source_format": ["native"] * 4, "source_file": ["f"] * 4, "source_line": [1, 2, 3, 4],
+        "export_hour": hours, "schema_version": [1] * 4}))
+    cutoff = datetime(2026, 5, 1, tzinfo=UTC)
+    dry = null_old_content(session, "spans", cutoff, dry_run=True)
+    first = null_old_content(session, "spans", cutoff)
+    again = null_old_content(session, "spans", cutoff)
+    assert dry is not None and first is not None and again is not None
+    assert (dry.rows, first.rows, again.rows) == (2, 2, 0)  # s3 holds nothing; a second run finds nothing left
+    assert "documents reduced to id, score, rank" in first.detail
+    text = "CAST(documents AS VARCHAR)" if session.dialect == "duckdb" else "documents::text"
+    rows = session.query(f"SELECT span_id, {text} FROM {session.name('spans')} ORDER BY span_id")
+    return [(span, json.loads(value) if value is not None else None) for span, value in rows]
+
+
+def test_content_retention_keeps_document_ids_and_scores(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(path)).close()
+    with open_warehouse("duckdb", duckdb_path=path, schema="aiobs") as session:
+        assert _retire_documents(session) == EXPECTED_DOCUMENTS
+
+
+def test_content_retention_keeps_document_ids_and_scores_on_postgres(postgres_url: str,
+                                                                      postgres_schema: str) -> None:
+    with open_warehouse("postgres", postgres_url=postgres_url, schema=postgres_schema) as session:
+        assert _retire_documents(session) == EXPECTED_DOCUMENTS
+
+
+EXPECTED_DOCUMENTS = [
+    ("s1", [{"id": "d1", "score": 0.9, "rank": 1}, {"id": "d2", "score": None, "rank": None}]),
+    ("s2", None), ("s3", None),
+    ("s4", [{"id": "d3", "text": "recent", "score": 0.5, "rank": 1}]),
+]
 
 
 def test_landing_folders_by_hour(tmp_path: Path) -> None:
