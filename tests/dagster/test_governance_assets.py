@@ -3,6 +3,7 @@ and landing folders are deleted, recent data is untouched, and every removal lan
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,7 +65,14 @@ def test_retention_nulls_content_then_deletes_old_data(project: Project, instanc
     by_id = spans.set_index("span_id")
     old_ids = before.loc[old, "span_id"]
     recent_ids = before.loc[~old & (before["kind"] == "llm"), "span_id"]
-    assert by_id.loc[old_ids, ["input_messages", "output_text", "output_messages", "documents"]].isna().all().all()
+    assert by_id.loc[old_ids, ["input_messages", "output_text", "output_messages"]].isna().all().all()
+    # Retrieved documents keep their ids, scores and ranks, nothing else.
+    old_documents = before.set_index("span_id").loc[old_ids, "documents"].dropna()
+    assert len(old_documents) > 0
+    for span_id, text in old_documents.items():
+        kept = json.loads(by_id.loc[span_id, "documents"])
+        assert all(set(document) == {"id", "score", "rank"} for document in kept), kept
+        assert [d["id"] for d in kept] == [d.get("id") for d in json.loads(text)]
     assert by_id.loc[old_ids, "latency_ms"].notna().all()
     llm_old = before.loc[old & (before["kind"] == "llm"), "span_id"]
     assert by_id.loc[llm_old, "input_tokens"].notna().all()
