@@ -86,8 +86,10 @@ class UserKeys:
     spans: set[str] = field(default_factory=set)
 
     def mentions(self, text: str) -> bool:
-        """True when text holds the user id as a whole word (not as part of a longer id)."""
-        return bool(_word(self.user_id).search(text))
+        """True when text holds the user id as a whole word (not as part of a longer id), or as a JSON string
+        escaped the way writers escape it (see escaped_spellings)."""
+        return bool(_word(self.user_id).search(text)) or any(
+            f'"{spelling}"' in text for spelling in escaped_spellings(self.user_id))
 
 
 @dataclass

@@ -153,6 +153,22 @@ def test_corrupt_line_is_left_in_place_and_reported(tmp_path: Path) -> None:
     assert any(i.action == "rewrote_file" and i.count == 1 for i in items)
 
 
+def test_corrupt_line_naming_an_escaped_user_id_is_reported_as_theirs(tmp_path: Path) -> None:
+    folder = tmp_path / "landing/2026/03/02/09"
+    folder.mkdir(parents=True)
+    good = {"span_id": "s1", "trace_id": "t1", "name": "chat", "start_time": "2026-03-02T09:00:00Z",
+            "metadata": {"user_id": "josé"}}
+    corrupt = b'{"span_id": "s3", "metadata": {"user_id": "jos\\u00e9"'
+    other = b'{"span_id": "s4", "metadata": {"user_id": "jos\\u00e9_2"'
+    (folder / "native.jsonl").write_bytes(json.dumps(good).encode() + b"\n" + corrupt + b"\n" + other + b"\n")
+    keys = UserKeys("josé")
+    collect_landing_keys([tmp_path / "landing"], keys)
+    items = forget_in_landing(tmp_path / "landing", keys, dry_run=False)
+    assert [(i.action, i.detail.split(" is ")[0]) for i in items if i.action != "rewrote_file"] == [
+        ("left_in_place", "line 2"), ("unreadable_kept", "line 3")]
+    assert (folder / "native.jsonl").read_bytes() == corrupt + b"\n" + other + b"\n"
+
+
 def test_a_file_holding_only_the_user_is_deleted(tmp_path: Path) -> None:
     folder = tmp_path / "landing/2026/03/02/09"
     folder.mkdir(parents=True)
