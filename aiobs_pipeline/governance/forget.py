@@ -38,7 +38,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ class UserKeys:
         """True when text holds the user id as a whole word (not as part of a longer id), or as a JSON string
         escaped the way writers escape it (see escaped_spellings)."""
         return bool(_word(self.user_id).search(text)) or any(
-            f'"{spelling}"' in text for spelling in escaped_spellings(self.user_id))
+            token in text for token in _escaped_tokens(self.user_id))
 
 
 @dataclass
@@ -153,6 +153,12 @@ def escaped_spellings(text: str) -> set[str]:
     spellings = bases | go
     spellings |= {spelling.replace("/", "\\/") for spelling in spellings}
     return spellings - {text}
+
+
+@lru_cache(maxsize=64)
+def _escaped_tokens(text: str) -> tuple[str, ...]:
+    """The escaped spellings of text as whole JSON strings (quotes included), as a record holds the id."""
+    return tuple(f'"{spelling}"' for spelling in sorted(escaped_spellings(text)))
 
 
 def _sql_word(text: str) -> str:
@@ -231,9 +237,9 @@ def _row_condition(session: WarehouseSession, table: str, keys: UserKeys,
     if "raw" in columns:
         parts.append("regexp_matches(raw, ?)" if session.dialect == "duckdb" else "raw ~ ?")
         params.append(_sql_word(keys.user_id))
-        for spelling in sorted(escaped_spellings(keys.user_id)):
+        for token in _escaped_tokens(keys.user_id):
             parts.append("strpos(raw, ?) > 0")  # as a whole JSON string, like the word match above
-            params.append(f'"{spelling}"')
+            params.append(token)
     if not parts:
         return None
     return " OR ".join(f"({p})" for p in parts), params
@@ -270,7 +276,7 @@ def _redact_columns(session: WarehouseSession, table: str, user_id: str, dry_run
     for column, kind in session.columns(table).items():
         col = quote_ident(column)
         if kind == "json":
-            text = f"CAST({col} AS VARCHAR)" if session.dialect == "duckdb" else f"{col}::text"
+            text = session.as_text(col)
             where = f"strpos({text}, ?) > 0"
             if dry_run:
                 extra, extra_params = (f" AND NOT COALESCE(({skip_deleted[0]}), FALSE)", skip_deleted[1]) if (
@@ -393,12 +399,8 @@ class _Matcher:
         if text == self.user_id:
             return True
         # JSON text inside a string (metadata kept as text) names the user as a JSON string, perhaps escaped.
-        return len(text) > len(self.user_id) + 2 and any(token in text for token in self._tokens)
-
-    @cached_property
-    def _tokens(self) -> tuple[str, ...]:
-        """The user id as a JSON string in every spelling a writer may give it."""
-        return tuple(f'"{spelling}"' for spelling in sorted({self.user_id, *escaped_spellings(self.user_id)}))
+        return len(text) > len(self.user_id) + 2 and (
+            f'"{self.user_id}"' in text or any(token in text for token in _escaped_tokens(self.user_id)))
 
     def prune(self, value: Any) -> tuple[Any, int]:
         """The record without the user's elements (or _REMOVE when all of it is theirs) and elements removed."""

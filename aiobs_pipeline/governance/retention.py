@@ -139,27 +139,24 @@ def null_old_content(session: WarehouseSession, table: str, cutoff: datetime,
     column, grain = found
     bound = partition_bound(cutoff, grain)
     # Retrieved documents keep their ids, scores and ranks (retrieval analytics outlive the texts).
-    kept = {c: _document_refs(session, c) if c == "documents" else "NULL" for c in content}
-    has_content = " OR ".join(f"{quote_ident(c)} IS NOT NULL" if value == "NULL" else
-                              f"{_text(session, c)} IS DISTINCT FROM {_text(session, value)}"
-                              for c, value in kept.items())
+    reduced = {c: _document_refs(session, c) for c in content if c == "documents"}
+    nulled = [c for c in content if c not in reduced]
+    has_content = " OR ".join([*(f"{quote_ident(c)} IS NOT NULL" for c in nulled),
+                               *(f"{session.as_text(quote_ident(c))} IS DISTINCT FROM {session.as_text(value)}"
+                                 for c, value in reduced.items())])
     condition = f"{quote_ident(column)} < ? AND ({has_content})"
     params = [_bound_param(columns[column], bound)]
     if dry_run:
         rows = int(session.query(f"SELECT COUNT(*) FROM {session.name(table)} WHERE {condition}", params)[0][0])
     else:
-        assignments = ", ".join(f"{quote_ident(c)} = {value}" for c, value in kept.items())
+        assignments = ", ".join([*(f"{quote_ident(c)} = NULL" for c in nulled),
+                                 *(f"{quote_ident(c)} = {value}" for c, value in reduced.items())])
         rows = session.execute(f"UPDATE {session.name(table)} SET {assignments} WHERE {condition}", params)
-    stripped = [c for c, value in kept.items() if value != "NULL"]
-    detail = f"{', '.join(c for c in content if c not in stripped)} nulled"
-    if stripped:
-        detail += f", {', '.join(stripped)} reduced to {', '.join(DOCUMENT_REFS)}"
+    done = ([f"{', '.join(nulled)} nulled"] if nulled else []) + (
+        [f"{', '.join(reduced)} reduced to {', '.join(DOCUMENT_REFS)}"] if reduced else [])
+    detail = ", ".join(done)
     return RetentionRecord(table, "null_content", "span_content_days", cutoff, rows=rows,
                            detail=f"{detail} where {column} < {bound.isoformat()}")
-
-
-def _text(session: WarehouseSession, expression: str) -> str:
-    return f"CAST({expression} AS VARCHAR)" if session.dialect == "duckdb" else f"({expression})::text"
 
 
 def _document_refs(session: WarehouseSession, column: str) -> str:

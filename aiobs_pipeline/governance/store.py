@@ -79,6 +79,10 @@ class WarehouseSession:
         """The quoted schema.table name."""
         return qualified_name(self.schema, table)
 
+    def as_text(self, expression: str) -> str:
+        """SQL for an expression (a JSON value, say) as text, in this dialect."""
+        return f"CAST({expression} AS VARCHAR)" if self.dialect == "duckdb" else f"({expression})::text"
+
     def append(self, table: str, frame: pd.DataFrame, json_columns: Sequence[str] = ()) -> int:
         """Insert a frame's rows into a table, creating it or adding columns as the IO managers do."""
         if self.read_only:
