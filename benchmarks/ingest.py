@@ -60,6 +60,11 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def _allocator() -> str:
+    """The DuckDB allocator setting this process runs with (see aiobs_pipeline/__init__.py)."""
+    return os.environ.get("DUCKDB_JE_MALLOC_CONF") or "DuckDB's default"
+
+
 def run_duckdb(path: Path) -> dict[str, Any]:
     """Time DuckDB materialising every column of the file (run in its own process)."""
     import duckdb
@@ -74,7 +79,7 @@ def run_duckdb(path: Path) -> dict[str, Any]:
     cpu = _cpu_seconds() - cpu
     rows = con.execute("SELECT count(*) FROM spans").fetchall()[0][0]
     return {"seconds": seconds, "cpu_seconds": cpu, "load": load, "rows": rows, "threads": threads,
-            "peak_rss_bytes": _peak_rss_bytes()}
+            "peak_rss_bytes": _peak_rss_bytes(), "allocator": _allocator()}
 
 
 def run_aiobs(landing_root: Path, hour: datetime, min_bytes: int | None, fast_path: bool) -> dict[str, Any]:
@@ -109,13 +114,20 @@ def run_aiobs(landing_root: Path, hour: datetime, min_bytes: int | None, fast_pa
         "audit_spans_found": int(result.audit["spans_found"].sum()),
         "fast_path_files": fast_files,
         "peak_rss_bytes": _peak_rss_bytes(),
+        "allocator": _allocator(),
     }
 
 
 def _child(args: list[str]) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and return what it printed as JSON."""
     root = Path(__file__).resolve().parents[1]
+    from aiobs_pipeline import DUCKDB_ALLOCATOR_CONF, DUCKDB_ALLOCATOR_ENV
+
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    if args[:2] == ["--child", "duckdb"] and env.get(DUCKDB_ALLOCATOR_ENV) == DUCKDB_ALLOCATOR_CONF:
+        # The floor is DuckDB as shipped, so not with the allocator setting that importing aiobs_pipeline made
+        # here (the floor's child imports no aiobs module; a setting the user exported is kept for both).
+        del env[DUCKDB_ALLOCATOR_ENV]
     done = subprocess.run([sys.executable, "-m", "benchmarks.ingest", *args], capture_output=True, text=True,
                           check=False, cwd=root, env=env)
     if done.returncode != 0:
@@ -181,6 +193,8 @@ def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_g
         "aiobs_seconds_all": [round(run["seconds"], 3) for run in runs],
         # Each aiobs run against the DuckDB run just before it.
         "pair_ratios": [round(d["seconds"] / a["seconds"], 3) for d, a in zip(ducks, runs, strict=True)],
+        "duckdb_allocator": duck["allocator"],
+        "aiobs_allocator": aiobs["allocator"],
         "target_ratio": round(TARGET_RATIO, 3),
         "target_peak_rss_bytes": TARGET_RSS_BYTES,
     }
@@ -222,6 +236,8 @@ def report(figures: dict[str, Any]) -> str:
         f"{'met' if figures['ratio_met'] else 'NOT met'}); peak RSS target <= "
         f"{figures['target_peak_rss_bytes'] / gb:.0f} GB: {'met' if figures['rss_met'] else 'NOT met'}; "
         f"CPU-time ratio {figures['cpu_ratio']:.2f}",
+        f"  DuckDB's allocator (DUCKDB_JE_MALLOC_CONF): floor {figures['duckdb_allocator']}, "
+        f"aiobs {figures['aiobs_allocator']}",
         f"  spans written {figures['spans_written']:,} of {figures['spans_generated']:,} generated, "
         f"quarantined {figures['spans_quarantined']:,}; files read by the fast path: {figures['fast_path_files']}",
     ]

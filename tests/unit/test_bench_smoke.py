@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from aiobs_pipeline import DUCKDB_ALLOCATOR_CONF, DUCKDB_ALLOCATOR_ENV
 from aiobs_pipeline.ingest import native
 from benchmarks.ingest import report
 from benchmarks.synth import write_native_spans
@@ -34,10 +36,15 @@ def test_benchmark_reports_rates_ratio_and_peak_memory(tmp_path: Path) -> None:
     assert figures["spans_generated"] == figures["spans_written"] == 20_000
     assert figures["spans_quarantined"] == 0
     assert figures["fast_path_files"] == 1
+    # The floor is DuckDB as shipped; aiobs runs with the allocator setting importing aiobs_pipeline makes
+    # (or with the user's own, which the floor then shares).
+    setting = os.environ[DUCKDB_ALLOCATOR_ENV]
+    assert figures["aiobs_allocator"] == setting
+    assert figures["duckdb_allocator"] == ("DuckDB's default" if setting == DUCKDB_ALLOCATOR_CONF else setting)
     assert not (tmp_path / "landing").exists()  # the generated file is deleted afterwards
     text = report(figures)
     for label in ("DuckDB read_ndjson", "spans/s", "ratio aiobs / DuckDB", "peak RSS", "spans written 20,000",
-                  "CPU-time ratio", "load", "fastest of 2 alternating runs", "ratio of each pair"):
+                  "CPU-time ratio", "load", "DUCKDB_JE_MALLOC_CONF", "fastest of 2 alternating runs", "ratio of each pair"):
         assert label in text
 
 
