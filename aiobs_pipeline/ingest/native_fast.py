@@ -43,6 +43,7 @@ import gzip
 import logging
 import os
 import re
+import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -241,13 +242,15 @@ def _open_layout(objects: list[dict[str, Any]]) -> KeyLayout:
 def iter_blocks(path: Path, block_bytes: int | None = None) -> Iterator[tuple[bytearray, int]]:
     """Yield (buffer, length): the file's bytes in blocks of whole physical lines, about `block_bytes` each.
 
-    Every block but the last ends with b"\n", so line numbers run on from block to block. Each block is a
-    fresh buffer filled in place (no copy to join a block's last line), which Arrow then views without a copy.
+    Every block but the last ends with b"\n", so line numbers run on from block to block. Each block is filled
+    in place (no copy to join a block's last line), and Arrow then views it without a copy. A buffer is filled
+    again only once nothing but this reader holds it (see _Buffers); past `length` it holds zeros.
     """
     size = block_bytes or BLOCK_BYTES
+    buffers = _Buffers(size + _SLACK)
     with files.open_binary(path) as stream:
         while True:
-            buffer = bytearray(size + _SLACK)
+            buffer = buffers.take()
             view = memoryview(buffer)
             length = stream.readinto(view[:size])
             if not length:
@@ -261,7 +264,47 @@ def iter_blocks(path: Path, block_bytes: int | None = None) -> Iterator[tuple[by
                     view.release()
                     buffer = bytearray(buffer[:length] + tail)
                     length = len(buffer)
+            buffers.filled(buffer, length)
             yield buffer, length
+
+
+class _Buffers:
+    """Block buffers for one file, each reused once nothing else holds it.
+
+    A fresh 8 MB buffer costs its zero-fill and a page fault per 4 KB page, for every block of a 2 GB file.
+    The Arrow arrays DuckDB reads hold a reference to their block's buffer until DuckDB is done with them,
+    so a buffer only this pool refers to can be filled again. Bytes a shorter fill leaves behind are zeroed:
+    `_is_utf8` reads the whole buffer.
+    """
+
+    # Buffers kept: DuckDB holds a few blocks at a time; a buffer beyond these is left to the allocator.
+    KEEP = 8
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.pool: list[bytearray] = []
+        self.ends: dict[int, int] = {}  # id(buffer) -> how far it was filled
+
+    def take(self) -> bytearray:
+        """A buffer of `size` bytes, zeros past whatever it was last filled with."""
+        for buffer in self.pool:
+            # The references are the pool's, the loop variable's and getrefcount's own argument.
+            if sys.getrefcount(buffer) == 3:
+                return buffer
+        buffer = bytearray(self.size)
+        if len(self.pool) < self.KEEP:
+            self.pool.append(buffer)
+            self.ends[id(buffer)] = 0
+        return buffer
+
+    def filled(self, buffer: bytearray, length: int) -> None:
+        """Note that `buffer` now holds `length` bytes, zeroing what an earlier, longer fill left after them."""
+        end = self.ends.get(id(buffer))
+        if end is None:
+            return  # not pooled
+        if end > length:
+            memoryview(buffer)[length:end] = bytes(end - length)
+        self.ends[id(buffer)] = length
 
 
 def line_bounds(data: bytes | bytearray, length: int | None = None) -> np.ndarray:
@@ -1075,14 +1118,21 @@ def _with_context(frame: pd.DataFrame, source_file: str) -> pd.DataFrame:
     """All canonical columns in canonical order; partition.ingest_files sets the export hour."""
     size = len(frame)
     context = {
-        "source_format": np.full(size, native.FORMAT, dtype=object),
-        "source_file": np.full(size, source_file, dtype=object),
+        "source_format": _same(native.FORMAT, size),
+        "source_file": _same(source_file, size),
         "export_hour": pd.array(np.full(size, np.datetime64("NaT"), dtype="datetime64[ns]"),
                                 dtype="datetime64[ns, UTC]"),
         "schema_version": pd.array(np.full(size, SCHEMA_VERSION), dtype="Int64"),
     }
     columns = {name: context[name] if name in context else frame[name] for name in SPAN_COLUMN_NAMES}
     return pd.DataFrame(columns, copy=False)
+
+
+def _same(value: str, size: int) -> np.ndarray:
+    """An object array holding `value` `size` times, one object (np.full makes a new string per element)."""
+    out = np.empty(size, dtype=object)
+    out.fill(value)
+    return out
 
 
 def merge_in_line_order(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from unittest import mock
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -516,6 +517,47 @@ def test_iter_blocks_numbers_physical_lines_across_blocks(tmp_path: Path) -> Non
         offsets = native_fast.line_bounds(data, length)
         seen.extend(bytes(data[a:b]).removesuffix(b"\n") for a, b in zip(offsets[:-1], offsets[1:], strict=True))
     assert seen == lines
+
+
+def test_iter_blocks_never_refills_a_buffer_arrow_still_holds(tmp_path: Path) -> None:
+    path = tmp_path / "lines.jsonl"
+    # Long lines, then short ones: a later fill is shorter than an earlier one in the same buffer.
+    lines = [bytes([0xC3, 0xA9]) * 500] * 6 + [b"b" * 10] * 30 + [b"c" * 300] * 3
+    path.write_bytes(b"\n".join(lines))
+    held, ids, seen = [], [], []
+    for number, (data, length) in enumerate(native_fast.iter_blocks(path, block_bytes=700)):
+        ids.append(id(data))
+        assert not any(data[length:]), "bytes past the block must be zeros (_is_utf8 reads the whole buffer)"
+        if number < 2:
+            held.append(pa.py_buffer(memoryview(data)[:length]))  # as the Arrow arrays DuckDB reads do
+        offsets = native_fast.line_bounds(data, length)
+        seen.extend(bytes(data[a:b]).removesuffix(b"\n") for a, b in zip(offsets[:-1], offsets[1:], strict=True))
+    assert seen == lines
+    # The two held buffers were never handed out again, and keep their bytes.
+    assert ids.count(ids[0]) == 1 and ids.count(ids[1]) == 1
+    assert bytes(held[0]) == lines[0] + b"\n"
+
+
+def test_block_buffers_are_reused_when_free_and_zeroed_past_a_shorter_fill() -> None:
+    buffers = native_fast._Buffers(16)
+    first = buffers.take()
+    first[:5] = b"hello"
+    buffers.filled(first, 5)
+    held = pa.py_buffer(memoryview(first)[:5])
+    first_id = id(first)
+    del first
+    second = buffers.take()
+    assert id(second) != first_id  # Arrow still holds the first one
+    del held, second
+    # Pooled buffers stay alive, so an equal id is the same buffer.
+    third = buffers.take()
+    assert id(third) == first_id and bytes(third) == b"hello" + bytes(11)
+    third[:2] = b"ab"
+    buffers.filled(third, 2)
+    assert bytes(third) == b"ab" + bytes(14)
+    # No more than KEEP buffers are pooled; one beyond is still handed out.
+    taken = [buffers.take() for _ in range(native_fast._Buffers.KEEP + 2)]
+    assert len(buffers.pool) == native_fast._Buffers.KEEP and len({id(b) for b in taken}) == len(taken)
 
 
 def test_with_raw_reads_the_raw_lines_as_the_record_reader_gives_them(tmp_path: Path) -> None:
