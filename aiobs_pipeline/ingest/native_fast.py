@@ -783,7 +783,10 @@ def _build(guarded: bool, layout: Layout | None = None) -> tuple[str, str, list[
     # The line itself only where DuckDB does not vouch for it: the per-record path reads it.
     out = ["n", "ok", "CASE WHEN ok THEN NULL ELSE line END AS line",
            # Which times were epoch numbers (bit 1 start, bit 2 end): see _representatives.
-           "(start_time_epoch IS NOT NULL)::INTEGER + 2 * (end_time_epoch IS NOT NULL)::INTEGER AS epochs"]
+           "(start_time_epoch IS NOT NULL)::INTEGER + 2 * (end_time_epoch IS NOT NULL)::INTEGER AS epochs",
+           # For the hour's dedupe: hashed here, on DuckDB's threads, rather than a million Python strings
+           # hashed after the read (see quality.rules.split_duplicates).
+           "hash(span_id) AS span_hash"]
     for name in FRAME_COLUMNS:
         column = SPAN_COLUMN_BY_NAME[name]
         if name == "source_line":
@@ -933,8 +936,9 @@ def _read_with(path: Path, source_file: str, sql: str) -> FileRead | None:
                 for index in failed:
                     slow.add(numbers[index].as_py(), texts[index].as_py().encode("utf-8"))
             # All rows are converted (no Arrow filter copying every string); failed ones are dropped after.
-            part = _to_arrays(batch.drop_columns(["n", "ok", "line", "epochs"]))
+            part = _to_arrays(batch.drop_columns(["n", "ok", "line", "epochs", "span_hash"]))
             part["epochs"] = batch.column(3).to_numpy(zero_copy_only=False).astype(np.int8)
+            part["span_hash"] = batch.column(4).to_numpy(zero_copy_only=False)
             if len(failed):
                 part = {name: values[ok] for name, values in part.items()}
             count = len(part["source_line"])
@@ -952,6 +956,7 @@ def _read_with(path: Path, source_file: str, sql: str) -> FileRead | None:
         slow.rows.sort(key=lambda row: row["source_line"])
         result.rows = _rows_frame(slow.rows, frame)
     if frame is not None:
+        result.span_hashes = frame["span_hash"].to_numpy()
         result.prevalidated = _with_context(frame, source_file)
     result.rejects.sort(key=lambda reject: reject.number or 0)
     return result

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -71,6 +72,8 @@ class FileRead:
     # Rows a fast path already validated, all canonical columns in canonical dtypes and order (the context
     # columns are set here); they skip the row rules. `rows` then holds the file's other rows.
     prevalidated: pd.DataFrame | None = None
+    # A 64-bit hash of each pre-validated row's span id, when the fast path computed them (for the dedupe).
+    span_hashes: np.ndarray | None = None
 
 
 @dataclass
@@ -165,9 +168,12 @@ def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Pat
             0 if read.prevalidated is None else len(read.prevalidated))
 
     valid_parts: list[pd.DataFrame] = []
+    # The span-id hashes of each valid part, None for a part without them.
+    hash_parts: list[np.ndarray | None] = []
     quarantine_parts: list[pd.DataFrame] = []
     for read in reads:
         valid = None
+        hashes = None
         if read.rows is not None and len(read.rows):
             rows = read.rows
             rows["source_file"] = read.source_file
@@ -191,16 +197,19 @@ def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Pat
 
                 # Both parts are in line order; the file's valid rows are listed in line order.
                 pre = merge_in_line_order(pre, valid)
+            else:
+                hashes = read.span_hashes
             valid = pre
-        if valid is not None:
+        if valid is not None and len(valid):
             valid_parts.append(valid)
+            hash_parts.append(hashes)
         if read.rejects:
             quarantine_parts.append(_rejects_frame(read))
-        read.rows = read.prevalidated = None  # free memory as we go
+        read.rows = read.prevalidated = read.span_hashes = None  # free memory as we go
 
-    valid_parts = [p for p in valid_parts if len(p)]
     spans = pd.concat(valid_parts, ignore_index=True) if valid_parts else empty_frame(SPAN_COLUMNS)
-    spans, duplicates = split_duplicates(spans)
+    known = all(h is not None for h in hash_parts)
+    spans, duplicates = split_duplicates(spans, np.concatenate(hash_parts) if known and hash_parts else None)
     if len(duplicates):
         dup = duplicates[["source_file", "source_line", "source_format", "trace_id", "span_id"]].copy()
         dup["reason"] = "duplicate_span_id"

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiobs_pipeline.ingest import native_fast
+from aiobs_pipeline.ingest import native_fast, partition
 from aiobs_pipeline.ingest.base import RawRecord, Reject
 from aiobs_pipeline.ingest.files import iter_records
 from aiobs_pipeline.ingest.partition import PartitionIngest, _with_raw, ingest_files, landing_folder
@@ -233,6 +233,30 @@ def test_fast_path_keeps_line_order_and_dedupes_across_files(tmp_path: Path) -> 
     assert len(duplicates) > 10 and set(duplicates["source_file"]) == {"2026/10/01/05/b.jsonl"}
     assert fast.spans.set_index("span_id").loc["s1", "source_file"] == "2026/10/01/05/a.jsonl"
     assert fast.spans["source_line"].tolist()[:40] == list(range(1, 41))
+
+
+def test_dedupe_by_duckdbs_span_id_hashes_equals_the_generic_dedupe(tmp_path: Path, monkeypatch) -> None:
+    # Every line is vouched for, so the hour's dedupe compares DuckDB's hashes, then the ids of repeats only.
+    first = write(tmp_path, "a.jsonl", [json.dumps(span(i)).encode() for i in (1, 2, 3, 2, 4)])
+    second = write(tmp_path, "b.jsonl", [json.dumps(span(i, response=f"again {i}")).encode() for i in (5, 1, 4, 6, 5)])
+    read = native_fast.try_read(first, "a.jsonl")
+    assert read is not None and read.rows is None and read.span_hashes is not None
+    assert len(set(read.span_hashes.tolist())) == 4 and read.span_hashes.dtype == np.uint64
+    seen: list[object] = []
+    split = partition.split_duplicates
+
+    def spying(spans: pd.DataFrame, span_hashes: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        seen.append(span_hashes)
+        return split(spans, span_hashes)
+
+    monkeypatch.setattr(partition, "split_duplicates", spying)
+    fast, generic = both([first, second], tmp_path)
+    assert seen[0] is not None and len(seen[0]) == 10 and seen[1] is None
+    assert_same(fast, generic)
+    duplicates = fast.quarantined.sort_values(["source_file", "source_line"])
+    assert list(zip(duplicates["source_file"].str[-7:], duplicates["source_line"], strict=True)) == [
+        ("a.jsonl", 4), ("b.jsonl", 2), ("b.jsonl", 3), ("b.jsonl", 5)]
+    assert set(duplicates["reason"]) == {"duplicate_span_id"}
 
 
 def test_fast_path_reads_gzip_and_leaves_damaged_gzip_to_the_generic_path(tmp_path: Path) -> None:

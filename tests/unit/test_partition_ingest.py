@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiobs_pipeline.ingest.partition import ingest_files, ingest_partition, landing_folder, partition_files
+from aiobs_pipeline.quality.rules import split_duplicates
 from aiobs_pipeline.schema import AUDIT_COLUMN_NAMES, QUARANTINE_COLUMN_NAMES, SPAN_COLUMN_NAMES
 
 HOUR = datetime(2026, 10, 1, 5, tzinfo=UTC)
@@ -273,3 +275,23 @@ def test_integer_too_large_for_the_column_is_quarantined(tmp_path: Path) -> None
     assert list(result.spans["span_id"]) == ["s2"]
     assert result.quarantined["reason"].tolist() == ["absurd_value"]
     assert "max_tokens" in result.quarantined["detail"].iloc[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), max_size=30),
+       buckets=st.integers(min_value=1, max_value=4))
+def test_split_duplicates_with_hashes_equals_it_without(ids: list[str], buckets: int) -> None:
+    # Few buckets force hash collisions between different ids: a shared hash alone marks no duplicate.
+    spans = pd.DataFrame({"span_id": ids, "source_line": range(1, len(ids) + 1)})
+    hashes = np.array([hash(i) % buckets for i in ids], dtype=np.uint64)
+    kept, dups = split_duplicates(spans, hashes)
+    want_kept, want_dups = split_duplicates(spans)
+    pd.testing.assert_frame_equal(kept, want_kept)
+    pd.testing.assert_frame_equal(dups, want_dups)
+    assert kept["span_id"].is_unique and len(kept) + len(dups) == len(ids)
+
+
+def test_split_duplicates_refuses_hashes_of_another_length() -> None:
+    spans = pd.DataFrame({"span_id": ["a", "b"]})
+    with pytest.raises(ValueError, match="1 span-id hashes for 2 spans"):
+        split_duplicates(spans, np.zeros(1, dtype=np.uint64))
