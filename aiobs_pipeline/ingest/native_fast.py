@@ -43,7 +43,6 @@ import gzip
 import logging
 import os
 import re
-import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -269,12 +268,13 @@ def iter_blocks(path: Path, block_bytes: int | None = None) -> Iterator[tuple[by
 
 
 class _Buffers:
-    """Block buffers for one file, each reused once nothing else holds it.
+    """Block buffers for one file, each reused once nothing views it any more.
 
     A fresh 8 MB buffer costs its zero-fill and a page fault per 4 KB page, for every block of a 2 GB file.
-    The Arrow arrays DuckDB reads hold a reference to their block's buffer until DuckDB is done with them,
-    so a buffer only this pool refers to can be filled again. Bytes a shorter fill leaves behind are zeroed:
-    `_is_utf8` reads the whole buffer.
+    The Arrow arrays DuckDB reads view their block's buffer (a buffer export, through a memoryview) until
+    DuckDB is done with them, and a bytearray refuses to change size while it is exported: a buffer that can
+    grow by a byte is viewed by no one and can be filled again. Bytes a shorter fill leaves behind are
+    zeroed: `_is_utf8` reads the whole buffer.
     """
 
     # Buffers kept: DuckDB holds a few blocks at a time; a buffer beyond these is left to the allocator.
@@ -288,8 +288,7 @@ class _Buffers:
     def take(self) -> bytearray:
         """A buffer of `size` bytes, zeros past whatever it was last filled with."""
         for buffer in self.pool:
-            # The references are the pool's, the loop variable's and getrefcount's own argument.
-            if sys.getrefcount(buffer) == 3:
+            if _unviewed(buffer):
                 return buffer
         buffer = bytearray(self.size)
         if len(self.pool) < self.KEEP:
@@ -305,6 +304,16 @@ class _Buffers:
         if end > length:
             memoryview(buffer)[length:end] = bytes(end - length)
         self.ends[id(buffer)] = length
+
+
+def _unviewed(buffer: bytearray) -> bool:
+    """Whether no memoryview or Arrow buffer views `buffer` (a resize fails while one does)."""
+    try:
+        buffer.append(0)
+    except BufferError:
+        return False
+    del buffer[-1]
+    return True
 
 
 def line_bounds(data: bytes | bytearray, length: int | None = None) -> np.ndarray:

@@ -579,9 +579,13 @@ def test_block_buffers_are_reused_when_free_and_zeroed_past_a_shorter_fill() -> 
     third[:2] = b"ab"
     buffers.filled(third, 2)
     assert bytes(third) == b"ab" + bytes(14)
-    # No more than KEEP buffers are pooled; one beyond is still handed out.
-    taken = [buffers.take() for _ in range(native_fast._Buffers.KEEP + 2)]
-    assert len(buffers.pool) == native_fast._Buffers.KEEP and len({id(b) for b in taken}) == len(taken)
+    # Viewed buffers are never handed out; no more than KEEP are pooled, and one beyond is still handed out.
+    views = [memoryview(buffers.take()) for _ in range(native_fast._Buffers.KEEP + 2)]
+    assert len(buffers.pool) == native_fast._Buffers.KEEP and len({id(v.obj) for v in views}) == len(views)
+    assert all(len(v) == 16 for v in views)  # the probe that found them viewed left their size alone
+    released = views[0].obj
+    views[0].release()
+    assert buffers.take() is released  # held, but no longer viewed
 
 
 def test_with_raw_reads_the_raw_lines_as_the_record_reader_gives_them(tmp_path: Path) -> None:
