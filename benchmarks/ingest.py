@@ -62,6 +62,7 @@ def _peak_rss_bytes() -> int:
 
 def _allocator() -> str:
     """The DuckDB allocator setting this process runs with (see aiobs_pipeline/__init__.py)."""
+    # The variable's name is spelled out: importing aiobs_pipeline for its constant would set it in the floor.
     return os.environ.get("DUCKDB_JE_MALLOC_CONF") or "DuckDB's default"
 
 
