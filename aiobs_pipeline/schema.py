@@ -19,7 +19,8 @@ import pandas as pd
 #   1  the first layout
 #   2  PII masking at ingest: spans.pii_masked, quarantined rows' pii_masked, the audit's pii_masked and
 #      pii_masked_by_pattern
-SCHEMA_VERSION = 2
+#   3  OTLP/JSON log files: the audit's events_joined and records_ignored
+SCHEMA_VERSION = 3
 
 # Span kinds and statuses allowed in the canonical table.
 KINDS = ("llm", "embedding", "retrieval", "rerank", "tool", "chain")
@@ -164,6 +165,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "invalid_status": "the span status is not ok or error",
     "duplicate_span_id": "the span id was already seen in this export hour",
     "orphan_patch": "a LangSmith patch whose run is not in the same export hour",
+    "orphan_event": "an OTLP log record (GenAI content event) whose span is not in the same export hour",
 }
 
 AUDIT_COLUMNS: tuple[Column, ...] = (
@@ -171,7 +173,8 @@ AUDIT_COLUMNS: tuple[Column, ...] = (
     Column("source_file", "str", True, "Landing file (relative to the landing root)."),
     Column("source_format", "str", False, "Detected format; null when the file was unreadable or unknown."),
     Column("records_read", "int", True, "Lines (JSONL) or records (JSON documents) read from the file."),
-    Column("spans_found", "int", True, "Candidate spans found, unreadable records included."),
+    Column("spans_found", "int", True, "Candidate spans found, unreadable records included; for log files, log "
+           "records found. Always spans_written + spans_quarantined + events_joined + records_ignored."),
     Column("spans_written", "int", True, "Spans written to the spans table."),
     Column("spans_quarantined", "int", True, "Spans and records sent to quarantine."),
     Column("quarantined_by_reason", "json", True, "Quarantined count per reason code."),
@@ -182,6 +185,10 @@ AUDIT_COLUMNS: tuple[Column, ...] = (
            "null when masking was off.", 0),
     Column("pii_masked_by_pattern", "json", False, "The same count per pattern, e.g. {\"email\": 3}; null when "
            "masking was off."),
+    Column("events_joined", "int", True, "Log records (GenAI content events) of the file joined into a span of "
+           "the export hour (otlp_logs).", 0),
+    Column("records_ignored", "int", True, "Log records of the file that are not GenAI events (plain application "
+           "logs): counted, not stored.", 0),
 )
 AUDIT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in AUDIT_COLUMNS)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from aiobs_pipeline.ingest import langfuse, langsmith, native, openinference, otlp
+from aiobs_pipeline.ingest import langfuse, langsmith, native, openinference, otlp, otlp_logs
 
 READERS: tuple[ModuleType, ...] = (
     otlp,
+    otlp_logs,
     langsmith,
     langfuse,
     openinference,

@@ -1,8 +1,10 @@
 """Ingesting one export hour: landing layout, reading every file, row rules, dedupe, and the audit.
 
 Owns the identity the audit promises for every partition and file:
-    spans_found = spans_written + spans_quarantined
-where unreadable records (bad JSON, bad encoding, unknown format, a damaged gzip tail) are quarantined too.
+    spans_found = spans_written + spans_quarantined + events_joined + records_ignored
+where unreadable records (bad JSON, bad encoding, unknown format, a damaged gzip tail) are quarantined too,
+`events_joined` counts log records (GenAI content events) merged into a span of the hour instead of becoming
+rows (`otlp_logs.join_events`), and `records_ignored` plain log records that carry nothing aiobs reads.
 It must not talk to Dagster or a database: it returns three DataFrames, and the Dagster layer stores them.
 
 PII masking (`ingest.masking`, optional) happens here, on the hour's final spans and quarantined records: every
@@ -23,8 +25,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from aiobs_pipeline.ingest import detect
-from aiobs_pipeline.ingest.base import RawRecord, Reject
+from aiobs_pipeline.ingest import detect, otlp_logs
+from aiobs_pipeline.ingest.base import RawRecord, Reject, SkippedRecord, SpanEvent
 from aiobs_pipeline.ingest.files import UnreadableFile, is_landing_file, iter_records
 from aiobs_pipeline.ingest.masking import Masker, counts_by_file, mask_quarantine, mask_spans
 from aiobs_pipeline.quality.rules import apply_row_rules, split_duplicates
@@ -74,6 +76,10 @@ class FileRead:
     prevalidated: pd.DataFrame | None = None
     # A 64-bit hash of each pre-validated row's span id, when the fast path computed them (for the dedupe).
     span_hashes: np.ndarray | None = None
+    # Log readers: content events for spans (joined by `otlp_logs.join_events`), and records counted only.
+    events: list[SpanEvent] = field(default_factory=list)
+    events_joined: int = 0
+    records_ignored: int = 0
 
 
 @dataclass
@@ -120,10 +126,10 @@ def read_file(path: Path, source_file: str, fast_path: bool = True) -> FileRead:
                 result.source_format = reader.FORMAT
             pending.append(item)
             if len(pending) >= 10_000:
-                _collect(reader, pending, rows, result.rejects)
+                _collect(reader, pending, rows, result)
                 pending = []
         if reader is not None and pending:
-            _collect(reader, pending, rows, result.rejects)
+            _collect(reader, pending, rows, result)
     except UnreadableFile as exc:
         result.file_error = str(exc)
         result.rejects.append(Reject("unreadable_file", str(exc)))
@@ -137,11 +143,15 @@ def _unknown(item: RawRecord) -> Reject:
                   item.number, item.text)
 
 
-def _collect(reader: ModuleType, records: Iterable[RawRecord], rows: list[dict], rejects: list[Reject]) -> None:
+def _collect(reader: ModuleType, records: Iterable[RawRecord], rows: list[dict], result: FileRead) -> None:
     for out in reader.read(records):
         if isinstance(out, Reject):
             out.source_format = out.source_format or reader.FORMAT
-            rejects.append(out)
+            result.rejects.append(out)
+        elif isinstance(out, SpanEvent):
+            result.events.append(out)
+        elif isinstance(out, SkippedRecord):
+            result.records_ignored += 1
         else:
             rows.append(out)
 
@@ -165,7 +175,8 @@ def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Pat
     for read in reads:
         # Counted before the row rules, so the audit identity found = written + quarantined is a real check.
         read.spans_found = (0 if read.rows is None else len(read.rows)) + len(read.rejects) + (
-            0 if read.prevalidated is None else len(read.prevalidated))
+            0 if read.prevalidated is None else len(read.prevalidated)) + len(read.events) + read.records_ignored
+    _join_events(reads, export_hour)
 
     valid_parts: list[pd.DataFrame] = []
     # The span-id hashes of each valid part, None for a part without them.
@@ -259,6 +270,32 @@ def _postprocess_by_format(reads: list[FileRead]) -> None:
             read.rejects.extend(r for r in rejects if r.source_file == read.source_file)
 
 
+def _join_events(reads: list[FileRead], export_hour: pd.Timestamp) -> None:
+    """Join the hour's span events (log files) into its span rows (any file); orphans become the log file's
+    rejects. Runs after `_postprocess_by_format`, so it sees the rows as they will be validated."""
+    events = [(f, event) for f, read in enumerate(reads) for event in read.events]
+    if not events:
+        return
+    elsewhere: dict[tuple[str, str], str] = {}
+    for read in reads:
+        for reject in read.rejects:
+            if reject.trace_id and reject.span_id and reject.source_format != otlp_logs.FORMAT:
+                elsewhere.setdefault((reject.trace_id, reject.span_id),
+                                     f"was quarantined ({reject.reason}, {read.source_file}:{reject.number})")
+        if read.prevalidated is not None and len(read.prevalidated):
+            for key in zip(read.prevalidated["trace_id"], read.prevalidated["span_id"], strict=True):
+                elsewhere.setdefault(key, f"in {read.source_file}, read by the native fast path, which events "
+                                          "are not joined into")
+    joined, rejects = otlp_logs.join_events([r.rows for r in reads], events, f"{export_hour:%Y-%m-%dT%H}:00Z",
+                                            elsewhere)
+    for f, count in joined.items():
+        reads[f].events_joined = count
+    for f, reject in rejects:
+        reads[f].rejects.append(reject)
+    for read in reads:
+        read.events = []
+
+
 def _rejects_frame(read: FileRead) -> pd.DataFrame:
     return pd.DataFrame({
         "source_file": read.source_file,
@@ -345,6 +382,8 @@ def build_audit(reads: list[FileRead], spans: pd.DataFrame, quarantined: pd.Data
             "spans_quarantined": len(q),
             "quarantined_by_reason": orjson.dumps(by_reason).decode(),
             "late_spans": late_by_file.get(read.source_file, 0),
+            "events_joined": read.events_joined,
+            "records_ignored": read.records_ignored,
             "file_error": read.file_error,
             "schema_version": SCHEMA_VERSION,
             "pii_masked": None if masked is None else sum(masked.values()),
