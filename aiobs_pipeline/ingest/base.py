@@ -55,8 +55,9 @@ class SpanEvent:
     """Content for a span that arrived in another record (an OTLP log record): the hour's ingest joins it
     into the span with the same trace and span id (`otlp_logs.join_events`), or quarantines it."""
 
-    trace_id: str
-    span_id: str
+    # Both None for an event emitted outside any span context (a stream's last event): matched by time.
+    trace_id: str | None
+    span_id: str | None
     name: str
     time: datetime | None
     # The log record's attributes with its body merged in, as `otlp.messages_from_events` reads them.
@@ -65,6 +66,7 @@ class SpanEvent:
     where: str  # the record's place in its request, e.g. "resourceLogs[0].scopeLogs[0].logRecords[2]"
     raw: str | None = None
     source_format: str | None = None
+    resource: dict[str, Any] = field(default_factory=dict)  # the log record's resource attributes
 
 
 @dataclass

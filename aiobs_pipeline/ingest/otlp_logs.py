@@ -46,6 +46,7 @@ from aiobs_pipeline.ingest.otlp import (
     MalformedSpan,
     _get,
     _nanos,
+    _resource,
     decode_attributes,
     hex_id,
     messages_from_events,
@@ -62,6 +63,10 @@ GENAI_EVENTS: frozenset[str] = frozenset({
 _NAME_ATTRIBUTES = ("event.name",)
 # Span columns the join fills (when the span has none of its own).
 CONTENT_COLUMNS = ("input_messages", "output_messages", "output_text")
+# Resource attributes an event without ids must share with the span it is matched to by time.
+_RESOURCE_KEYS = ("service.name", "service.instance.id")
+# Span kinds an event without ids can be matched to.
+_TIMED_KINDS = ("llm", "embedding")
 
 
 def matches(value: Any) -> bool:
@@ -104,6 +109,7 @@ def _read_request(record: RawRecord) -> Iterator[SpanEvent | SkippedRecord | Rej
         if not isinstance(entry, dict):
             yield _reject("invalid_type", record, where, f"expected an object, got {type(entry).__name__}", entry)
             continue
+        resource, _ = _resource(_get(entry, "resource"))
         scope_logs = _get(entry, "scopeLogs", "scope_logs", "instrumentationLibraryLogs",
                           "instrumentation_library_logs")
         if scope_logs is None:
@@ -126,7 +132,7 @@ def _read_request(record: RawRecord) -> Iterator[SpanEvent | SkippedRecord | Rej
                               f"must be a list, got {type(log_records).__name__}", scope_entry)
                 continue
             for k, log_record in enumerate(log_records):
-                yield _read_log_record(log_record, record, f"{here}.logRecords[{k}]")
+                yield _read_log_record(log_record, record, f"{here}.logRecords[{k}]", resource)
 
 
 def event_name(log_record: dict[str, Any], attributes: dict[str, Any]) -> Any:
@@ -137,7 +143,8 @@ def event_name(log_record: dict[str, Any], attributes: dict[str, Any]) -> Any:
     return name
 
 
-def _read_log_record(log_record: Any, record: RawRecord, where: str) -> SpanEvent | SkippedRecord | Reject:
+def _read_log_record(log_record: Any, record: RawRecord, where: str,
+                     resource: dict[str, Any] | None = None) -> SpanEvent | SkippedRecord | Reject:
     if not isinstance(log_record, dict):
         return _reject("invalid_type", record, where, f"expected a log record object, got "
                        f"{type(log_record).__name__}", log_record)
@@ -165,7 +172,7 @@ def _read_log_record(log_record: Any, record: RawRecord, where: str) -> SpanEven
         return _reject("unsupported_record", record, where, f"GenAI event '{name}' is not one aiobs joins into spans "
                        f"(joined: {known})", log_record, span_id, trace_id)
     missing = [field for field, value in (("traceId", trace_id), ("spanId", span_id)) if value is None]
-    if missing:
+    if len(missing) == 1:
         return _reject("missing_required_field", record, where, f"GenAI event '{name}' has no {' or '.join(missing)}, so "
                        "it cannot be joined to a span (was it emitted outside the span's context?)", log_record,
                        span_id, trace_id)
@@ -185,9 +192,11 @@ def _read_log_record(log_record: Any, record: RawRecord, where: str) -> SpanEven
         content["content"] = body
     time = _nanos(_get(log_record, "timeUnixNano", "time_unix_nano")) or \
         _nanos(_get(log_record, "observedTimeUnixNano", "observed_time_unix_nano"))
+    # Both ids missing: emitted outside the span's context (OpenLLMetry and OpenLIT emit a stream's last
+    # event so); `join_events` matches it by time, or quarantines it.
     return SpanEvent(trace_id=trace_id, span_id=span_id, name=name, time=time if isinstance(time, datetime) else None,
                      attributes=content, number=record.number, where=where, raw=dump_json(log_record),
-                     source_format=FORMAT)
+                     source_format=FORMAT, resource={k: v for k, v in (resource or {}).items() if k in _RESOURCE_KEYS})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -237,11 +246,20 @@ def join_events(frames: Sequence[pd.DataFrame | None], events: Sequence[tuple[in
                 index.setdefault((trace_id, span_id), (f, position))  # the first copy, as the dedupe keeps
     by_span: dict[tuple[str, str], list[tuple[int, SpanEvent]]] = {}
     file_of: dict[int, int] = {}
-    for sequence, (f, event) in enumerate(events):
-        by_span.setdefault((event.trace_id, event.span_id), []).append((sequence, event))
-        file_of[sequence] = f
-    joined: Counter[int] = Counter()
     rejects: list[tuple[int, Reject]] = []
+    running = _running_spans(frames) if any(e.span_id is None for _, e in events) else []
+    timed: set[int] = set()
+    for sequence, (f, event) in enumerate(events):
+        file_of[sequence] = f
+        if event.trace_id is None or event.span_id is None:
+            key, problem = _match_by_time(event, running)
+            if key is None:
+                rejects.append((f, _unmatched(event, problem)))
+                continue
+            event.trace_id, event.span_id = key
+            timed.add(sequence)
+        by_span.setdefault((event.trace_id, event.span_id), []).append((sequence, event))
+    joined: Counter[int] = Counter()
     updates: dict[int, dict[int, dict[str, Any]]] = {}
     for key, group in by_span.items():
         target = index.get(key)
@@ -250,7 +268,8 @@ def join_events(frames: Sequence[pd.DataFrame | None], events: Sequence[tuple[in
                 rejects.append((file_of[sequence], _orphan(event, hour_label, (elsewhere or {}).get(key))))
             continue
         f, position = target
-        updates.setdefault(f, {})[position] = _content(frames[f], position, _ordered(group))
+        updates.setdefault(f, {})[position] = _content(frames[f], position, _ordered(group),
+                                                       sum(1 for sequence, _ in group if sequence in timed))
         joined.update(file_of[sequence] for sequence, _ in group)
     for f, changes in updates.items():
         _apply(frames[f], changes)  # type: ignore[arg-type]
@@ -268,7 +287,62 @@ def _orphan(event: SpanEvent, hour_label: str, elsewhere: str | None) -> Reject:
         event.number, event.raw, span_id=event.span_id, trace_id=event.trace_id, source_format=event.source_format)
 
 
-def _content(frame: pd.DataFrame, position: int, events: list[SpanEvent]) -> dict[str, Any]:
+def _running_spans(frames: Sequence[pd.DataFrame | None]) -> list[tuple[Any, Any, tuple[str, str], dict[str, Any]]]:
+    """(start, end, key, resource) of the hour's LLM and embedding spans with readable times and ids."""
+    out = []
+    for frame in frames:
+        if frame is None or not len(frame) or not {"trace_id", "span_id", "start_time", "end_time"} <= set(frame):
+            continue
+        kinds = frame["kind"] if "kind" in frame else pd.Series([None] * len(frame), index=frame.index)
+        apps = frame["app"] if "app" in frame else pd.Series([None] * len(frame), index=frame.index)
+        metas = frame["metadata"] if "metadata" in frame else pd.Series([None] * len(frame), index=frame.index)
+        for trace_id, span_id, kind, start, end, app, meta in zip(
+                frame["trace_id"], frame["span_id"], kinds, frame["start_time"], frame["end_time"], apps, metas,
+                strict=True):
+            if kind not in _TIMED_KINDS or not isinstance(start, datetime) or not isinstance(end, datetime) \
+                    or not isinstance(trace_id, str) or not isinstance(span_id, str):
+                continue
+            resource = dict(_as_dict(meta).get("otel.resource") or {})
+            if isinstance(app, str):
+                resource.setdefault("service.name", app)
+            out.append((start, end, (trace_id, span_id), resource))
+    return out
+
+
+def _match_by_time(event: SpanEvent, running: list[tuple[Any, Any, tuple[str, str], dict[str, Any]]]
+                   ) -> tuple[tuple[str, str] | None, str]:
+    """The one span of the same service running when an event without ids was emitted, else why not."""
+    if event.time is None:
+        return None, "and no time to match it to a span by"
+    candidates = {key for start, end, key, resource in running
+                  if start <= event.time <= end and _same_service(event.resource, resource)}
+    if len(candidates) == 1:
+        return candidates.pop(), ""
+    return None, (f"and {len(candidates)} LLM or embedding spans of the same service in this export hour were "
+                  f"running at its time {event.time.isoformat()} (it is matched by time only to exactly one)")
+
+
+def _same_service(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Whether two resources may be one process: the same instance id when both have one, else the same
+    service name when both name one (the SDK's `unknown_service` placeholder names none: an app often sets
+    its resource on the tracer provider only)."""
+    if mine.get("service.instance.id") and theirs.get("service.instance.id"):
+        return mine["service.instance.id"] == theirs["service.instance.id"]
+    names = [r.get("service.name") for r in (mine, theirs)]
+    if all(isinstance(n, str) and n and not n.startswith("unknown_service") for n in names):
+        return names[0] == names[1]
+    return True
+
+
+def _unmatched(event: SpanEvent, problem: str) -> Reject:
+    return Reject(
+        "missing_required_field",
+        f"record {event.number}: {event.where}: GenAI event '{event.name}' has no traceId or spanId (emitted "
+        f"outside the span's context) {problem}",
+        event.number, event.raw, source_format=event.source_format)
+
+
+def _content(frame: pd.DataFrame, position: int, events: list[SpanEvent], timed: int = 0) -> dict[str, Any]:
     """The column values a span gets from its events: content only where the span has none."""
     def current(column: str) -> Any:
         return frame[column].iat[position] if column in frame else None
@@ -282,6 +356,10 @@ def _content(frame: pd.DataFrame, position: int, events: list[SpanEvent]) -> dic
             changes["input_messages"] = inputs
         else:
             not_used.append("input_messages")
+    vectors = 0
+    if outputs is not None and current("kind") == "embedding":
+        # An embedding's "choice" is its vector (OpenLLMetry writes it so): not a message; only its count is kept.
+        vectors, outputs = len(outputs), None
     if outputs is not None:
         if _missing(current("output_messages")):
             changes["output_messages"] = outputs
@@ -291,6 +369,11 @@ def _content(frame: pd.DataFrame, position: int, events: list[SpanEvent]) -> dic
             not_used.append("output_messages")
     metadata = _as_dict(current("metadata"))
     metadata["aiobs.joined_events"] = dict(sorted(Counter(e.name for e in events).items()))
+    if vectors:
+        metadata["aiobs.event_vectors_dropped"] = vectors
+    if timed:
+        # Events without ids (a stream's last event) joined because only this span was running then.
+        metadata["aiobs.events_matched_by_time"] = timed
     if not_used:
         # The span's own attributes already carried this content (an instrumentation writing both).
         metadata["aiobs.event_content_not_used"] = not_used

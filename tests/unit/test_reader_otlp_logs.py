@@ -72,8 +72,8 @@ def span(span_id: str, start_ms: int = 100, trace_id: str = TRACE, **attributes:
     return {"traceId": trace_id, "spanId": span_id, "name": "chat gpt-4o-mini", "kind": 3,
             "startTimeUnixNano": str(T0 + start_ms * 1_000_000),
             "endTimeUnixNano": str(T0 + (start_ms + 500) * 1_000_000),
-            "attributes": attrs(gen_ai__operation__name="chat", gen_ai__request__model="gpt-4o-mini",
-                                gen_ai__usage__input_tokens=12, gen_ai__usage__output_tokens=4, **attributes),
+            "attributes": attrs(**{"gen_ai__operation__name": "chat", "gen_ai__request__model": "gpt-4o-mini",
+                                   "gen_ai__usage__input_tokens": 12, "gen_ai__usage__output_tokens": 4, **attributes}),
             "status": {}}
 
 
@@ -147,6 +147,18 @@ def test_the_event_name_field_wins_over_the_attribute() -> None:
     assert event.name == "gen_ai.user.message" and "event.name" not in event.attributes
 
 
+def test_an_event_without_any_id_is_kept_for_the_time_match() -> None:
+    line = json.dumps({"resourceLogs": [{
+        "resource": {"attributes": attrs(service__name="bot", service__instance__id="i-1", host__name="h")},
+        "scopeLogs": [{"logRecords": [
+            log_record("0000000000000000", "gen_ai.choice", {"index": 0, "message": {"content": "x"}},
+                       trace_id="0" * 32),
+            log_record(None, "gen_ai.choice", {"index": 0, "message": {"content": "y"}}, trace_id=None)]}]}]})
+    out = read_one(line)
+    assert [(e.trace_id, e.span_id) for e in out] == [(None, None), (None, None)]
+    assert out[0].resource == {"service.name": "bot", "service.instance.id": "i-1"}
+
+
 def test_plain_log_records_are_skipped_not_stored() -> None:
     out = read_one(logs_request(log_record("eee19b7ec3c1b174", None, "user logged in"),
                                 log_record("eee19b7ec3c1b174", "app.checkout", {"cart": 3}),
@@ -160,8 +172,6 @@ def test_plain_log_records_are_skipped_not_stored() -> None:
     (log_record(None, "gen_ai.user.message", {"content": "x"}), "missing_required_field", "has no spanId"),
     (log_record("eee19b7ec3c1b174", "gen_ai.user.message", {"content": "x"}, trace_id=None),
      "missing_required_field", "has no traceId"),
-    (log_record("0000000000000000", "gen_ai.user.message", {"content": "x"}, trace_id="0" * 32),
-     "missing_required_field", "has no traceId or spanId"),
     (log_record("not-hex!", "gen_ai.user.message", {"content": "x"}), "invalid_type",
      "field 'spanId' is not a hex id"),
     ({**log_record("eee19b7ec3c1b174", "gen_ai.user.message"), "body": {"weirdValue": 1}}, "invalid_type",
@@ -354,3 +364,59 @@ def test_joined_content_is_masked_like_any_span_content(tmp_path: Path) -> None:
     result = ingest_partition(tmp_path, HOUR, masker=build_masker())
     [row] = result.spans.to_dict("records")
     assert "ann@example.com" not in row["input_messages"] and row["pii_masked"] == 1
+
+
+def stream_events(at_ms: int, **resource: object) -> str:
+    """A stream's prompt events (with ids) and its last event emitted outside the span's context (no ids)."""
+    return json.dumps({"resourceLogs": [{"resource": {"attributes": attrs(**resource)}, "scopeLogs": [{"logRecords": [
+        log_record(None, "gen_ai.choice", {"index": 0, "finish_reason": "stop", "message": {"content": "Streamed."}},
+                   at_ms=at_ms, trace_id=None)]}]}]})
+
+
+def test_an_event_without_ids_joins_the_one_span_running_at_its_time(tmp_path: Path) -> None:
+    resource = {"service__name": "bot", "service__instance__id": "i-1"}
+    spans = json.loads(spans_request(span("1111111111111111", start_ms=100), span("2222222222222222", start_ms=700)))
+    spans["resourceSpans"][0]["resource"]["attributes"] = attrs(**resource)
+    land(tmp_path, "spans.jsonl", [json.dumps(spans)])
+    land(tmp_path, "logs.jsonl", [logs_request(log_record("2222222222222222", "gen_ai.user.message", {"content": "Go"},
+                                                          at_ms=701)),
+                                  stream_events(1150, service__name="unknown_service:python", service__instance__id="i-1")])
+    result = ingest_partition(tmp_path, HOUR)
+    rows = result.spans.set_index("span_id")
+    assert rows.loc["2222222222222222", "output_text"] == "Streamed."  # 700..1200 ms holds 1150, 100..600 does not
+    assert messages(rows.loc["2222222222222222", "input_messages"]) == [{"role": "user", "content": "Go"}]
+    assert json.loads(rows.loc["2222222222222222", "metadata"])["aiobs.events_matched_by_time"] == 1
+    assert rows.loc["1111111111111111", "output_text"] is None
+    assert result.quarantined.empty and audit_of(result, "logs.jsonl")["events_joined"] == 2
+    assert identity_holds(result.audit)
+
+
+@pytest.mark.parametrize(("at_ms", "instance", "found"), [
+    (300, "i-1", 2),   # two spans running: ambiguous
+    (5000, "i-1", 0),  # none running
+    (150, "i-2", 0),   # running, but in another process
+])
+def test_an_event_without_ids_is_quarantined_unless_exactly_one_span_ran(tmp_path: Path, at_ms: int, instance: str,
+                                                                          found: int) -> None:
+    spans = json.loads(spans_request(span("1111111111111111", start_ms=100), span("2222222222222222", start_ms=250)))
+    spans["resourceSpans"][0]["resource"]["attributes"] = attrs(service__instance__id="i-1")
+    land(tmp_path, "spans.jsonl", [json.dumps(spans)])
+    land(tmp_path, "logs.jsonl", [stream_events(at_ms, service__instance__id=instance)])
+    result = ingest_partition(tmp_path, HOUR)
+    [q] = result.quarantined.to_dict("records")
+    assert q["reason"] == "missing_required_field"
+    assert "has no traceId or spanId (emitted outside the span's context)" in q["detail"]
+    assert f"and {found} LLM or embedding spans of the same service" in q["detail"]
+    assert result.spans["output_text"].isna().all() and identity_holds(result.audit)
+
+
+def test_an_embedding_keeps_its_input_and_drops_the_vector_of_its_choice_event(tmp_path: Path) -> None:
+    land(tmp_path, "spans.jsonl", [spans_request(span("1111111111111111", gen_ai__operation__name="embeddings"))])
+    land(tmp_path, "logs.jsonl", [logs_request(
+        log_record("1111111111111111", "gen_ai.user.message", {"content": "refund policy"}, at_ms=101),
+        log_record("1111111111111111", "gen_ai.choice", {"index": 0, "message": {"content": [0.1, -0.2, 0.3]}},
+                   at_ms=102))])
+    [row] = ingest_partition(tmp_path, HOUR).spans.to_dict("records")
+    assert row["kind"] == "embedding" and messages(row["input_messages"]) == [{"role": "user", "content": "refund policy"}]
+    assert row["output_messages"] is None and row["output_text"] is None
+    assert json.loads(row["metadata"])["aiobs.event_vectors_dropped"] == 1
