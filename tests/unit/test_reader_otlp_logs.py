@@ -17,7 +17,7 @@ import pytest
 from aiobs_pipeline.ingest import detect, otlp_logs
 from aiobs_pipeline.ingest.base import RawRecord, Reject, SkippedRecord, SpanEvent
 from aiobs_pipeline.ingest.masking import build_masker
-from aiobs_pipeline.ingest.partition import ingest_partition, landing_folder
+from aiobs_pipeline.ingest.partition import ingest_files, ingest_partition, landing_folder
 from aiobs_pipeline.schema import QUARANTINE_REASONS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "otlp_logs"
@@ -420,3 +420,37 @@ def test_an_embedding_keeps_its_input_and_drops_the_vector_of_its_choice_event(t
     assert row["kind"] == "embedding" and messages(row["input_messages"]) == [{"role": "user", "content": "refund policy"}]
     assert row["output_messages"] is None and row["output_text"] is None
     assert json.loads(row["metadata"])["aiobs.event_vectors_dropped"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Recorded with the real libraries (tests/fixtures/conformance, see SOURCES.md): every folder with a log file.
+
+CONFORMANCE = Path(__file__).resolve().parents[1] / "fixtures" / "conformance"
+LOG_FOLDERS = sorted(p.parent for p in CONFORMANCE.glob("*/logs.otlp.jsonl"))
+
+
+def test_the_recorded_fixtures_with_log_files_are_here() -> None:
+    assert {p.name for p in LOG_FOLDERS} >= {"openlit", "openllmetry-events", "otel-official-events"}
+
+
+@pytest.mark.parametrize("folder", LOG_FOLDERS, ids=[p.name for p in LOG_FOLDERS])
+def test_recorded_log_events_are_all_joined_into_their_calls(folder: Path) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    result = ingest_files([folder / "spans.otlp.jsonl", folder / "logs.otlp.jsonl"], HOUR, folder)
+    logs = result.audit.set_index("source_file").loc["logs.otlp.jsonl"]
+    assert logs["spans_quarantined"] == 0 and logs["events_joined"] > 0, result.quarantined["detail"].tolist()
+    assert logs["events_joined"] + logs["records_ignored"] == logs["spans_found"] and identity_holds(result.audit)
+    calls = result.spans[result.spans["kind"].isin(["llm", "embedding"])].sort_values("start_time")
+    assert len(calls) == len(manifest["calls"])
+    for call, (_, row) in zip(manifest["calls"], calls.iterrows(), strict=True):
+        meta = json.loads(row["metadata"])
+        kept_own = meta.get("aiobs.event_content_not_used", [])
+        if call["kind"] == "embeddings":
+            assert row["kind"] == "embedding" and row["output_text"] is None
+            if "gen_ai.user.message" in meta.get("aiobs.joined_events", {}):
+                assert messages(row["input_messages"]) == [{"role": "user", "content": call["request"]["input"]}]
+            continue
+        assert row["output_text"] == call["response"]["output_text"], (call["kind"], meta)
+        if "input_messages" not in kept_own:  # from the events, not the span's own attributes
+            assert [{"role": m["role"], "content": m["content"]} for m in messages(row["input_messages"])] == \
+                call["request"]["messages"]
