@@ -553,6 +553,12 @@ def _span_rows(path: Path, rel: str) -> pd.DataFrame:
 
     result = read_file(path, rel, fast_path=False)
     rows = result.rows if result.rows is not None else pd.DataFrame()
+    if result.events:
+        # An OTLP log file's GenAI events belong to the spans they name: without these rows, a logs request
+        # holding events of two users would be removed whole when one of them is forgotten.
+        events = pd.DataFrame({"span_id": [e.span_id for e in result.events],
+                               "trace_id": [e.trace_id for e in result.events], "user_id": None})
+        rows = pd.concat([rows, events], ignore_index=True) if len(rows) else events
     for column in ("span_id", "trace_id", "user_id"):
         if column not in rows.columns:
             rows[column] = pd.Series(dtype=object)

@@ -454,3 +454,24 @@ def test_recorded_log_events_are_all_joined_into_their_calls(folder: Path) -> No
         if "input_messages" not in kept_own:  # from the events, not the span's own attributes
             assert [{"role": m["role"], "content": m["content"]} for m in messages(row["input_messages"])] == \
                 call["request"]["messages"]
+
+
+def test_forgetting_a_user_removes_their_events_from_the_log_files(tmp_path: Path) -> None:
+    from aiobs_pipeline.governance.forget import UserKeys, collect_landing_keys, forget_in_landing
+
+    other = "c" * 32
+    land(tmp_path, "spans.jsonl", [spans_request(span("1111111111111111", user__id="alice"),
+                                                 span("2222222222222222", trace_id=other, user__id="bob"))])
+    # One logs request holds both users' events: alice's go, bob's stay.
+    land(tmp_path, "logs.jsonl", [logs_request(
+        log_record("1111111111111111", "gen_ai.user.message", {"content": "alice's secret question"}),
+        log_record("2222222222222222", "gen_ai.user.message", {"content": "bob's question"}, trace_id=other))])
+    keys = UserKeys("alice")
+    collect_landing_keys([tmp_path], keys)
+    items = forget_in_landing(tmp_path, keys, dry_run=False)
+    assert {i.action for i in items} == {"rewrote_file"}, items
+    text = (landing_folder(tmp_path, HOUR) / "logs.jsonl").read_text()
+    assert "alice's secret question" not in text and "bob's question" in text
+    result = ingest_partition(tmp_path, HOUR)
+    assert list(result.spans["user_id"]) == ["bob"] and result.quarantined.empty
+    assert messages(result.spans["input_messages"].iloc[0]) == [{"role": "user", "content": "bob's question"}]
