@@ -28,9 +28,10 @@ same rows. The rules are documented in docs/formats.md ("OTLP/JSON logs").
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -247,7 +248,7 @@ def join_events(frames: Sequence[pd.DataFrame | None], events: Sequence[tuple[in
     by_span: dict[tuple[str, str], list[tuple[int, SpanEvent]]] = {}
     file_of: dict[int, int] = {}
     rejects: list[tuple[int, Reject]] = []
-    running = _running_spans(frames) if any(e.span_id is None for _, e in events) else []
+    running = _running_spans(frames) if any(e.span_id is None for _, e in events) else None
     timed: set[int] = set()
     for sequence, (f, event) in enumerate(events):
         file_of[sequence] = f
@@ -287,8 +288,23 @@ def _orphan(event: SpanEvent, hour_label: str, elsewhere: str | None) -> Reject:
         event.number, event.raw, span_id=event.span_id, trace_id=event.trace_id, source_format=event.source_format)
 
 
-def _running_spans(frames: Sequence[pd.DataFrame | None]) -> list[tuple[Any, Any, tuple[str, str], dict[str, Any]]]:
-    """(start, end, key, resource) of the hour's LLM and embedding spans with readable times and ids."""
+class _Running:
+    """The hour's LLM and embedding spans by start time, to find the ones running at an instant quickly."""
+
+    def __init__(self, spans: list[tuple[Any, Any, tuple[str, str], dict[str, Any]]]) -> None:
+        self.spans = sorted(spans, key=lambda s: s[0])
+        self.starts = [s[0] for s in self.spans]
+        self.longest = max((end - start for start, end, _, _ in self.spans), default=timedelta(0))
+
+    def at(self, time: datetime) -> list[tuple[tuple[str, str], dict[str, Any]]]:
+        """(key, resource) of the spans whose [start, end] holds `time`."""
+        # Only spans starting within the longest span's duration before `time` can still be running then.
+        low, high = bisect_left(self.starts, time - self.longest), bisect_right(self.starts, time)
+        return [(key, resource) for start, end, key, resource in self.spans[low:high] if start <= time <= end]
+
+
+def _running_spans(frames: Sequence[pd.DataFrame | None]) -> _Running:
+    """The hour's LLM and embedding spans with readable times and ids, with their resources."""
     out = []
     for frame in frames:
         if frame is None or not len(frame) or not {"trace_id", "span_id", "start_time", "end_time"} <= set(frame):
@@ -302,20 +318,18 @@ def _running_spans(frames: Sequence[pd.DataFrame | None]) -> list[tuple[Any, Any
             if kind not in _TIMED_KINDS or not isinstance(start, datetime) or not isinstance(end, datetime) \
                     or not isinstance(trace_id, str) or not isinstance(span_id, str):
                 continue
-            resource = dict(_as_dict(meta).get("otel.resource") or {})
+            resource = dict((meta if isinstance(meta, dict) else _as_dict(meta)).get("otel.resource") or {})
             if isinstance(app, str):
                 resource.setdefault("service.name", app)
             out.append((start, end, (trace_id, span_id), resource))
-    return out
+    return _Running(out)
 
 
-def _match_by_time(event: SpanEvent, running: list[tuple[Any, Any, tuple[str, str], dict[str, Any]]]
-                   ) -> tuple[tuple[str, str] | None, str]:
+def _match_by_time(event: SpanEvent, running: _Running | None) -> tuple[tuple[str, str] | None, str]:
     """The one span of the same service running when an event without ids was emitted, else why not."""
-    if event.time is None:
+    if event.time is None or running is None:
         return None, "and no time to match it to a span by"
-    candidates = {key for start, end, key, resource in running
-                  if start <= event.time <= end and _same_service(event.resource, resource)}
+    candidates = {key for key, resource in running.at(event.time) if _same_service(event.resource, resource)}
     if len(candidates) == 1:
         return candidates.pop(), ""
     return None, (f"and {len(candidates)} LLM or embedding spans of the same service in this export hour were "
