@@ -66,6 +66,8 @@ _NAME_ATTRIBUTES = ("event.name",)
 CONTENT_COLUMNS = ("input_messages", "output_messages", "output_text")
 # Resource attributes an event without ids must share with the span it is matched to by time.
 _RESOURCE_KEYS = ("service.name", "service.instance.id")
+# The span columns the join looks at.
+_READ_COLUMNS = (*CONTENT_COLUMNS, "metadata", "kind")
 # Span kinds an event without ids can be matched to.
 _TIMED_KINDS = ("llm", "embedding")
 
@@ -262,6 +264,8 @@ def join_events(frames: Sequence[pd.DataFrame | None], events: Sequence[tuple[in
         by_span.setdefault((event.trace_id, event.span_id), []).append((sequence, event))
     joined: Counter[int] = Counter()
     updates: dict[int, dict[int, dict[str, Any]]] = {}
+    # The columns `_content` reads, as lists: a pandas lookup per span would cost more than the mapping.
+    current: dict[int, dict[str, list[Any]]] = {}
     for key, group in by_span.items():
         target = index.get(key)
         if target is None:
@@ -269,7 +273,10 @@ def join_events(frames: Sequence[pd.DataFrame | None], events: Sequence[tuple[in
                 rejects.append((file_of[sequence], _orphan(event, hour_label, (elsewhere or {}).get(key))))
             continue
         f, position = target
-        updates.setdefault(f, {})[position] = _content(frames[f], position, _ordered(group),
+        if f not in current:
+            current[f] = {c: frames[f][c].tolist() for c in _READ_COLUMNS if c in frames[f]}  # type: ignore[index]
+        row = {c: values[position] for c, values in current[f].items()}
+        updates.setdefault(f, {})[position] = _content(row, _ordered(group),
                                                        sum(1 for sequence, _ in group if sequence in timed))
         joined.update(file_of[sequence] for sequence, _ in group)
     for f, changes in updates.items():
@@ -356,11 +363,9 @@ def _unmatched(event: SpanEvent, problem: str) -> Reject:
         event.number, event.raw, source_format=event.source_format)
 
 
-def _content(frame: pd.DataFrame, position: int, events: list[SpanEvent], timed: int = 0) -> dict[str, Any]:
-    """The column values a span gets from its events: content only where the span has none."""
-    def current(column: str) -> Any:
-        return frame[column].iat[position] if column in frame else None
-
+def _content(row: dict[str, Any], events: list[SpanEvent], timed: int = 0) -> dict[str, Any]:
+    """The column values a span (`row`: its `_READ_COLUMNS`) gets from its events: content only where it has none."""
+    current = row.get
     inputs, outputs = messages_from_events([{"name": e.name, "time": e.time, "attributes": e.attributes}
                                             for e in events])
     changes: dict[str, Any] = {}
