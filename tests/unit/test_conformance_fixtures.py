@@ -55,9 +55,17 @@ def test_manifest_values_come_from_one_consistent_recording(folder: Path) -> Non
     assert chat["reasoning_tokens"] == stream["reasoning_tokens"] > 0
     assert stream["chunks"] > 3 and calls["stream"]["client_first_content_unix_nano"]
     assert calls["chat"]["request_user"] == common.REQUEST_USER and calls["stream"]["request_user"] is None
-    explicit = m["captures"]["user_session"] in ("explicit", "baggage", "association_properties")
+    how = m["captures"]["user_session"]
+    explicit = how in ("explicit", "baggage", "association_properties")
     assert [(c["user_id"], c["session_id"]) for c in m["calls"]] == (
         [common.USERS[k] for k in ("chat", "stream", "embeddings")] if explicit else [(None, None)] * 3)
+    expected = [(c["expected"]["user_id"], c["expected"]["session_id"]) for c in m["calls"]]
+    if explicit:  # the explicit user beats the request's `user` the chat call also sent
+        assert expected == [common.USERS[k] for k in ("chat", "stream", "embeddings")]
+    elif how == "request_user":
+        assert expected == [(common.REQUEST_USER, None), (None, None), (None, None)]
+    else:
+        assert how == "none" and expected == [(None, None)] * 3
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])

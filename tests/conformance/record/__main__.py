@@ -153,11 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     for target in targets:
         if target.requirements not in venvs:
             venvs[target.requirements] = build_venv(target.requirements, args.rebuild)
+    failed = []
     with start_llm_server(**common.SERVER_OPTIONS) as server:
         for target in targets:
             server.reset()
-            record(target, server.base_url, venvs[target.requirements], args.out.resolve())
-    return 0
+            try:
+                record(target, server.base_url, venvs[target.requirements], args.out.resolve())
+            except (RuntimeError, subprocess.TimeoutExpired) as error:
+                # One library failing must not stop the others; its folder keeps the previous recording.
+                print(f"FAILED {target.name}: {error}", file=sys.stderr, flush=True)
+                failed.append(target.name)
+    if failed:
+        print(f"{len(failed)} of {len(targets)} recordings failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
