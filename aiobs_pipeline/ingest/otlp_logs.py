@@ -276,12 +276,25 @@ def join_events(frames: Sequence[pd.DataFrame | None], events: Sequence[tuple[in
         if f not in current:
             current[f] = {c: frames[f][c].tolist() for c in _READ_COLUMNS if c in frames[f]}  # type: ignore[index]
         row = {c: values[position] for c, values in current[f].items()}
-        updates.setdefault(f, {})[position] = _content(row, _ordered(group),
-                                                       sum(1 for sequence, _ in group if sequence in timed))
+        try:
+            changes = _content(row, _ordered(group), sum(1 for sequence, _ in group if sequence in timed))
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+            # Content of shapes no convention allows must not stop the hour: the span keeps its own.
+            rejects.extend((file_of[sequence], _unmappable(event, exc)) for sequence, event in group)
+            continue
+        updates.setdefault(f, {})[position] = changes
         joined.update(file_of[sequence] for sequence, _ in group)
     for f, changes in updates.items():
         _apply(frames[f], changes)  # type: ignore[arg-type]
     return dict(joined), rejects
+
+
+def _unmappable(event: SpanEvent, exc: Exception) -> Reject:
+    return Reject(
+        "invalid_type",
+        f"record {event.number}: {event.where}: GenAI event '{event.name}' for trace {event.trace_id} span "
+        f"{event.span_id}: the span's events could not be mapped to messages: {exc!r}"[:600],
+        event.number, event.raw, span_id=event.span_id, trace_id=event.trace_id, source_format=event.source_format)
 
 
 def _orphan(event: SpanEvent, hour_label: str, elsewhere: str | None) -> Reject:

@@ -13,6 +13,8 @@ from pathlib import Path
 import orjson
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aiobs_pipeline.ingest import detect, otlp_logs
 from aiobs_pipeline.ingest.base import RawRecord, Reject, SkippedRecord, SpanEvent
@@ -475,3 +477,52 @@ def test_forgetting_a_user_removes_their_events_from_the_log_files(tmp_path: Pat
     result = ingest_partition(tmp_path, HOUR)
     assert list(result.spans["user_id"]) == ["bob"] and result.quarantined.empty
     assert messages(result.spans["input_messages"].iloc[0]) == [{"role": "user", "content": "bob's question"}]
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                    max_leaves=12)
+FIELDS = st.sampled_from(["eventName", "traceId", "spanId", "body", "attributes", "timeUnixNano"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(JSON, st.dictionaries(FIELDS, JSON, max_size=6)), max_size=5))
+def test_any_log_records_give_exactly_one_outcome_each_and_never_raise(records: list) -> None:
+    line = json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]})
+    out = read_one(line)
+    assert len(out) == len(records)
+    assert all(isinstance(o, SpanEvent | SkippedRecord | Reject) for o in out)
+    assert all(o.reason in QUARANTINE_REASONS for o in out if isinstance(o, Reject))
+
+
+EVENT_NAMES = st.sampled_from(sorted(otlp_logs.GENAI_EVENTS))
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(EVENT_NAMES, JSON, st.dictionaries(st.sampled_from(
+    ["gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions", "gen_ai.prompt",
+     "gen_ai.completion", "gen_ai.event.content", "content", "message", "index"]), JSON, max_size=3)), max_size=4))
+def test_any_event_content_joins_or_is_quarantined_without_stopping_the_hour(tmp_path_factory, events: list) -> None:
+    root = tmp_path_factory.mktemp("fuzz")
+    land(root, "spans.jsonl", [spans_request(span("1111111111111111"))])
+    land(root, "logs.jsonl", [logs_request(*[log_record("1111111111111111", name, body, at_ms=i, **{
+        k.replace(".", "__"): v for k, v in extra.items()}) for i, (name, body, extra) in enumerate(events)])])
+    result = ingest_partition(root, HOUR)
+    assert len(result.spans) + len(result.quarantined[result.quarantined["source_format"] == "otlp"]) == 1
+    assert identity_holds(result.audit)
+
+
+def test_events_that_cannot_be_mapped_are_quarantined_and_the_span_kept(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(events: list) -> tuple:
+        raise ValueError("no such message shape")
+
+    monkeypatch.setattr(otlp_logs, "messages_from_events", broken)
+    land(tmp_path, "spans.jsonl", [spans_request(span("1111111111111111"))])
+    land(tmp_path, "logs.jsonl", [logs_request(log_record("1111111111111111", "gen_ai.user.message", {"content": "x"}))])
+    result = ingest_partition(tmp_path, HOUR)
+    assert len(result.spans) == 1 and result.spans["input_messages"].isna().all()
+    [q] = result.quarantined.to_dict("records")
+    assert q["reason"] == "invalid_type" and "could not be mapped to messages" in q["detail"]
+    assert "no such message shape" in q["detail"] and identity_holds(result.audit)
