@@ -60,7 +60,7 @@ FEEDBACK_QUARANTINE_REASONS: dict[str, str] = {
 }
 SHARED_REASONS: tuple[str, ...] = (
     "unreadable_file", "corrupt_gzip", "invalid_encoding", "invalid_json", "unknown_format",
-    "unsupported_record", "missing_required_field", "invalid_type", "negative_value",
+    "unsupported_record", "missing_required_field", "invalid_type", "negative_value", "invalid_csv",
 )
 REASONS: dict[str, str] = {**{r: QUARANTINE_REASONS[r] for r in SHARED_REASONS}, **FEEDBACK_QUARANTINE_REASONS}
 
