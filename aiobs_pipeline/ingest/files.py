@@ -16,11 +16,12 @@ from pathlib import Path
 import orjson
 
 from aiobs_pipeline.ingest.base import RawRecord, Reject
+from aiobs_pipeline.ingest.csv_records import CSV_SUFFIXES, is_csv_name, iter_csv_records
 
 GZIP_MAGIC = b"\x1f\x8b"
 # A JSON document (not JSON Lines) is loaded whole; past this size a file must be JSON Lines.
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
-LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz", *CSV_SUFFIXES)
 
 
 class UnreadableFile(Exception):
@@ -28,7 +29,7 @@ class UnreadableFile(Exception):
 
 
 def is_landing_file(path: Path) -> bool:
-    """Return True for names the landing layout accepts (.jsonl, .json, .ndjson, optionally .gz)."""
+    """Return True for names the landing layout accepts (.jsonl, .json, .ndjson, .csv, optionally .gz)."""
     name = path.name.lower()
     return not name.startswith(".") and name.endswith(LANDING_SUFFIXES)
 
@@ -109,8 +110,13 @@ def iter_records(path: Path) -> Iterator[RawRecord | Reject]:
     """Yield the records of a landing file, or Rejects for lines that are not valid UTF-8 JSON.
 
     A corrupt or truncated gzip stream yields the records before the damage, then one `corrupt_gzip`
-    Reject. A file that cannot be opened raises `UnreadableFile`.
+    Reject. A file that cannot be opened raises `UnreadableFile`. A `.csv` / `.csv.gz` file yields its rows
+    (see `csv_records`).
     """
+    if is_csv_name(path.name):
+        with open_binary(path) as stream:
+            yield from iter_csv_records(stream, str(path))
+        return
     try:
         document = looks_like_document(path)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:

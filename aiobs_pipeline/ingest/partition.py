@@ -281,13 +281,14 @@ def _with_raw(quarantined: pd.DataFrame, path: Path) -> pd.DataFrame:
     import gzip
     import zlib
 
+    from aiobs_pipeline.ingest.csv_records import is_csv_name
     from aiobs_pipeline.ingest.files import _decode, looks_like_document, open_binary
 
     wanted = set(int(n) for n in quarantined["source_line"].dropna())
     raw: dict[int, str] = {}
     if wanted:
         try:
-            if looks_like_document(path):
+            if is_csv_name(path.name) or looks_like_document(path):  # a CSV row may span lines
                 for item in iter_records(path):
                     if item.number in wanted:
                         raw[item.number] = item.text if isinstance(item, RawRecord) else (item.raw or "")
