@@ -9,12 +9,13 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from aiobs_pipeline.ingest import langfuse, langsmith, native, openinference, otlp
+from aiobs_pipeline.ingest import langfuse, langfuse_blob, langsmith, native, openinference, otlp
 
 READERS: tuple[ModuleType, ...] = (
     otlp,
     langsmith,
     langfuse,
+    langfuse_blob,
     openinference,
     native,
 )
