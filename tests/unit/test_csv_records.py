@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiobs_pipeline.ingest.base import RawRecord, Reject
 from aiobs_pipeline.ingest.csv_records import cell_value, is_csv_name, iter_csv_records
@@ -95,3 +99,24 @@ def test_a_truncated_gzip_keeps_the_rows_before_the_damage(tmp_path: Path) -> No
     good = [r for r in out if isinstance(r, RawRecord)]
     assert 0 < len(good) < 5000
     assert [r.value["id"] for r in good] == [str(i) for i in range(len(good))]
+
+
+CELL = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
+
+
+@given(st.lists(st.lists(CELL, min_size=3, max_size=3), min_size=1, max_size=8), st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_any_text_written_by_a_csv_writer_reads_back_with_its_start_line(rows: list[list[str]], crlf: bool) -> None:
+    def written(row: list[str]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n" if crlf else "\n").writerow(row)
+        return buffer.getvalue()
+
+    texts = [written(row) for row in rows]
+    out = records((written(["a", "b", "c"]) + "".join(texts)).encode("utf-8"))
+    assert all(isinstance(r, RawRecord) for r in out) and len(out) == len(rows)
+    line = 2  # the header is line 1
+    for record, row, text in zip(out, rows, texts, strict=True):
+        assert [record.value[k] for k in "abc"] == [cell_value(cell) for cell in row]
+        assert record.number == line
+        line += len(re.findall(r"\r\n|\r|\n", text))  # the line breaks a text stream sees
