@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import orjson
+
 from aiobs_pipeline.ingest import langfuse
 from aiobs_pipeline.ingest.base import RawRecord, Reject, SpanRow
 from aiobs_pipeline.ingest.messages import dump_json
@@ -154,9 +156,29 @@ def _list(value: Any, field: str) -> list[Any]:
     raise _Bad("invalid_type", f"field '{field}' must be a JSON array, got {str(value)[:80]!r}")
 
 
+def _metadata(value: Any) -> Any:
+    """Metadata values JSON-parsed where they parse, as Langfuse's API does (`parseMetadataCHRecordToDomain`).
+
+    ClickHouse keeps metadata as a map of strings, and the export writes those strings as they are.
+    """
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, str):
+            try:
+                item = orjson.loads(item)
+            except orjson.JSONDecodeError:
+                pass
+        out[key] = item
+    return out
+
+
 def _typed(row: dict[str, Any]) -> dict[str, Any]:
     """The row with empty strings as null and CSV text read as numbers, booleans, objects and lists."""
     out = {key: (None if _blank(value) else value) for key, value in row.items()}
+    if "metadata" in out:
+        out["metadata"] = _metadata(out["metadata"])
     for field in MAP_FIELDS:
         if field in out:
             out[field] = _map(out[field], field)
@@ -325,7 +347,7 @@ def postprocess(rows: list[SpanRow]) -> tuple[list[SpanRow], list[Reject]]:
         trace_row = traces.get(trace_id) if isinstance(trace_id, str) else None
         if trace_row is None:
             new = {k: v for k, v in row.items() if k not in ("_blob_obs", "_blob_trace")}
-            new["metadata"]["langfuse"]["trace_context"] = "trace row not in this export hour"
+            new["metadata"]["langfuse"]["trace_context"] = "no traces/ row of this trace in this export hour"
         else:
             new = langfuse.observation_row(obs, langfuse.trace_context(trace_row["_blob_trace"]), None)
             new["source_line"], new["_file"] = row.get("source_line"), row.get("_file")

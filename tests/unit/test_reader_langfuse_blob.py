@@ -77,7 +77,12 @@ def test_enriched_observations_map_fields_usage_cost_and_trace_context(ext: str)
     assert err["status"] == "error" and err["error_message"] == "Rate limit exceeded"
     assert err["user_id"] is None and err["session_id"] is None and err["environment"] == "staging"
     assert orjson.loads(err["input_messages"]) == [{"role": "user", "content": "Say hi"}]
-    assert spans["o-2007"]["output_text"] == "Grüße 👋"
+    retry = spans["o-2007"]
+    assert retry["output_text"] == "Grüße 👋"
+    # Metadata values are JSON-parsed as Langfuse's API does: OpenTelemetry attributes become readable.
+    assert retry["app"] == "drafts-api" and retry["request_model"] == "claude-3-5-sonnet-latest"
+    assert retry["response_model"] == retry["model"] == "claude-3-5-sonnet-20241022"
+    assert orjson.loads(retry["metadata"])["attempt"] == 2
 
 
 def test_the_three_file_types_and_gzip_give_the_same_rows() -> None:
@@ -127,7 +132,7 @@ def test_legacy_observations_are_joined_to_their_trace_rows_in_the_hour(ext: str
     # Its trace is in no traces file of the hour: kept, without trace attributes, and said so.
     lone = spans["o-4003"]
     assert lone["user_id"] is None
-    assert orjson.loads(lone["metadata"])["langfuse"]["trace_context"] == "trace row not in this export hour"
+    assert orjson.loads(lone["metadata"])["langfuse"]["trace_context"] == "no traces/ row of this trace in this export hour"
     # A trace without observations in the hour becomes one chain span, so nothing of it is lost.
     trace = spans["t-3002"]
     assert trace["kind"] == "chain" and trace["name"] == "nightly-check" and trace["trace_id"] == "t-3002"
