@@ -269,8 +269,9 @@ def _read_record(record: RawRecord) -> Iterator[SpanRow | Reject]:
         if is_trace(value):
             if _blank(row.get("id")):
                 raise _Bad("missing_required_field", f"record {number}: trace field 'id' is missing or empty")
+            # user_id / session_id let a file-by-file reader (aiobs forget) find the user's traces.
             yield {"_blob_trace": _trace(row), "span_id": str(row["id"]), "trace_id": str(row["id"]),
-                   "source_line": number}
+                   "user_id": row.get("user_id"), "session_id": row.get("session_id"), "source_line": number}
             return
         if not is_observation(value):
             keys = ", ".join(sorted(value)[:8])
