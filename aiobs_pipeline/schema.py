@@ -156,6 +156,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "corrupt_gzip": "the gzip stream is truncated or corrupt; records before the damage were kept",
     "invalid_encoding": "the record is not valid UTF-8",
     "invalid_json": "the record is not valid JSON",
+    "invalid_csv": "a CSV row with broken quoting, or another number of fields than the header",
     "unknown_format": "the record matches none of the supported export formats",
     "unsupported_record": "the record is of the detected format but not a span (e.g. a Langfuse score)",
     "missing_required_field": "a required canonical field is missing or empty",
@@ -167,7 +168,6 @@ QUARANTINE_REASONS: dict[str, str] = {
     "invalid_status": "the span status is not ok or error",
     "duplicate_span_id": "the span id was already seen in this export hour",
     "orphan_patch": "a LangSmith patch whose run is not in the same export hour",
-    "invalid_csv": "a CSV row with broken quoting, or another number of fields than the header",
 }
 
 AUDIT_COLUMNS: tuple[Column, ...] = (
