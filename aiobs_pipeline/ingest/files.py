@@ -15,13 +15,16 @@ from pathlib import Path
 
 import orjson
 
+from aiobs_pipeline.ingest import csv_records
 from aiobs_pipeline.ingest.base import RawRecord, Reject
-from aiobs_pipeline.ingest.csv_records import CSV_SUFFIXES, is_csv_name, iter_csv_records
 
 GZIP_MAGIC = b"\x1f\x8b"
 # A JSON document (not JSON Lines) is loaded whole; past this size a file must be JSON Lines.
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
-LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz", *CSV_SUFFIXES)
+LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+
+# CSV files (ingest/csv_records.py); on its own line so other suffixes merge cleanly.
+LANDING_SUFFIXES = (*LANDING_SUFFIXES, *csv_records.CSV_SUFFIXES)
 
 
 class UnreadableFile(Exception):
@@ -29,7 +32,7 @@ class UnreadableFile(Exception):
 
 
 def is_landing_file(path: Path) -> bool:
-    """Return True for names the landing layout accepts (.jsonl, .json, .ndjson, .csv, optionally .gz)."""
+    """Return True for names the landing layout accepts (.jsonl, .json, .ndjson, optionally .gz)."""
     name = path.name.lower()
     return not name.startswith(".") and name.endswith(LANDING_SUFFIXES)
 
@@ -113,9 +116,9 @@ def iter_records(path: Path) -> Iterator[RawRecord | Reject]:
     Reject. A file that cannot be opened raises `UnreadableFile`. A `.csv` / `.csv.gz` file yields its rows
     (see `csv_records`).
     """
-    if is_csv_name(path.name):
+    if csv_records.is_csv_name(path.name):
         with open_binary(path) as stream:
-            yield from iter_csv_records(stream, str(path))
+            yield from csv_records.iter_csv_records(stream, str(path))
         return
     try:
         document = looks_like_document(path)

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from aiobs_pipeline.ingest import detect
+from aiobs_pipeline.ingest import csv_records, detect
 from aiobs_pipeline.ingest.base import RawRecord, Reject
 from aiobs_pipeline.ingest.files import UnreadableFile, is_landing_file, iter_records
 from aiobs_pipeline.ingest.masking import Masker, counts_by_file, mask_quarantine, mask_spans
@@ -281,14 +281,13 @@ def _with_raw(quarantined: pd.DataFrame, path: Path) -> pd.DataFrame:
     import gzip
     import zlib
 
-    from aiobs_pipeline.ingest.csv_records import is_csv_name
     from aiobs_pipeline.ingest.files import _decode, looks_like_document, open_binary
 
     wanted = set(int(n) for n in quarantined["source_line"].dropna())
     raw: dict[int, str] = {}
     if wanted:
         try:
-            if is_csv_name(path.name) or looks_like_document(path):  # a CSV row may span lines
+            if csv_records.is_csv_name(path.name) or looks_like_document(path):  # a CSV row may span lines
                 for item in iter_records(path):
                     if item.number in wanted:
                         raw[item.number] = item.text if isinstance(item, RawRecord) else (item.raw or "")
