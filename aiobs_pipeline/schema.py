@@ -27,6 +27,9 @@ KINDS = ("llm", "embedding", "retrieval", "rerank", "tool", "chain")
 STATUSES = ("ok", "error")
 SOURCE_FORMATS = ("native", "otlp", "openinference", "langfuse", "langsmith")
 
+# Langfuse's blob-storage export (ingest/langfuse_blob.py); on its own line so other formats merge cleanly.
+SOURCE_FORMATS = (*SOURCE_FORMATS, "langfuse_blob")
+
 ColumnType = Literal["str", "int", "float", "timestamp", "json"]
 
 
@@ -154,6 +157,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "corrupt_gzip": "the gzip stream is truncated or corrupt; records before the damage were kept",
     "invalid_encoding": "the record is not valid UTF-8",
     "invalid_json": "the record is not valid JSON",
+    "invalid_csv": "a CSV row with broken quoting, or another number of fields than the header",
     "unknown_format": "the record matches none of the supported export formats",
     "unsupported_record": "the record is of the detected format but not a span (e.g. a Langfuse score)",
     "missing_required_field": "a required canonical field is missing or empty",
@@ -267,7 +271,7 @@ THUMBS_DOWN_REASONS: tuple[str, ...] = (
     "incorrect_information", "not_helpful", "too_verbose", "misunderstood_question", "other",
 )
 # The feedback formats `feedback.events.detect_format` recognises (the source_format column).
-FEEDBACK_SOURCE_FORMATS: tuple[str, ...] = ("native", "langfuse", "langsmith")
+FEEDBACK_SOURCE_FORMATS: tuple[str, ...] = ("native", "langfuse", "langsmith", "langfuse_blob")
 RATING_MIN, RATING_MAX = 1, 5
 
 FEEDBACK_COLUMNS: tuple[Column, ...] = (
@@ -289,7 +293,7 @@ FEEDBACK_COLUMNS: tuple[Column, ...] = (
     Column("duration_seconds", "float", False, "session_abandoned only: how long the session lasted.", 0),
     Column("timestamp", "timestamp", True, "When the feedback was given, UTC."),
     Column("source", "str", False, "Who produced it, as the source says (app, api, annotation, ...)."),
-    Column("source_format", "str", True, "Reader that produced the row: native, langfuse or langsmith."),
+    Column("source_format", "str", True, "Reader that produced the row: native, langfuse, langfuse_blob or langsmith."),
     Column("source_file", "str", True, "Feedback file the row came from (relative to the feedback root)."),
     Column("source_line", "int", True, "Line (JSONL) or record number (JSON documents), 1-based.", 1),
     Column("export_hour", "timestamp", True, "The hourly partition (feedback landing hour) it was read in."),

@@ -27,6 +27,7 @@ import pandas as pd
 from rapidfuzz.distance import Levenshtein
 
 from aiobs_pipeline.feedback.settings import FeedbackSettings, normalise_name
+from aiobs_pipeline.ingest import langfuse_blob
 from aiobs_pipeline.ingest.base import RawRecord, Reject, as_str, parse_time
 from aiobs_pipeline.ingest.files import UnreadableFile, iter_records
 from aiobs_pipeline.ingest.partition import partition_files
@@ -60,7 +61,7 @@ FEEDBACK_QUARANTINE_REASONS: dict[str, str] = {
 }
 SHARED_REASONS: tuple[str, ...] = (
     "unreadable_file", "corrupt_gzip", "invalid_encoding", "invalid_json", "unknown_format",
-    "unsupported_record", "missing_required_field", "invalid_type", "negative_value",
+    "unsupported_record", "missing_required_field", "invalid_type", "negative_value", "invalid_csv",
 )
 REASONS: dict[str, str] = {**{r: QUARANTINE_REASONS[r] for r in SHARED_REASONS}, **FEEDBACK_QUARANTINE_REASONS}
 
@@ -137,9 +138,11 @@ class _FileRead:
 
 # ------------------------------------------------------------------------------------------------ formats
 def detect_format(value: Any) -> str | None:
-    """native, langfuse or langsmith for a record that looks like one of their feedback records, else None."""
+    """native, langfuse, langfuse_blob or langsmith for a record that looks like one of their feedback records."""
     if not isinstance(value, dict):
         return None
+    if langfuse_blob.is_score(value):
+        return "langfuse_blob"  # a row of Langfuse's blob-storage export (scores/), snake_case
     if "event_type" in value:
         return "native"
     if "key" in value and any(k in value for k in ("run_id", "feedback_source", "score", "correction")):
@@ -284,7 +287,8 @@ def map_langfuse(value: dict[str, Any], settings: FeedbackSettings) -> dict[str,
         return row
     name = value.get("name")
     kind = _kind_of(name, settings)
-    signal = value.get("stringValue") if data_type == "CATEGORICAL" else value.get("value")
+    # A TEXT score's `value` is always 0; its text is the signal.
+    signal = value.get("stringValue") if data_type in ("CATEGORICAL", "TEXT") else value.get("value")
     _interpret(kind, name, signal, row, metadata)
     return row
 
@@ -436,6 +440,11 @@ def _map(value: Any, fmt: str | None, settings: FeedbackSettings) -> dict[str, A
         raise _Problem("invalid_type", f"a feedback record must be a JSON object, got {type(value).__name__}")
     if fmt == "native":
         return map_native(value)
+    if fmt == "langfuse_blob":
+        try:
+            return map_langfuse(langfuse_blob.score_record(value), settings)
+        except ValueError as exc:
+            raise _Problem("invalid_type", str(exc)) from None
     return map_langfuse(value, settings) if fmt == "langfuse" else map_langsmith(value, settings)
 
 
@@ -443,7 +452,7 @@ def _ids(value: Any) -> tuple[str | None, str | None]:
     """(span_id, trace_id) of a raw record, for the quarantine row, whatever its format."""
     if not isinstance(value, dict):
         return None, None
-    span = _first(value, ("span_id", "response_id", "observationId", "run_id"))
+    span = _first(value, ("span_id", "response_id", "observationId", "run_id", "observation_id"))
     trace = _first(value, ("trace_id", "traceId"))
     return (span if isinstance(span, str) else None), (trace if isinstance(trace, str) else None)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -47,6 +48,8 @@ import pandas as pd
 
 from aiobs_pipeline.governance.retention import FORGET_AUDIT, RETENTION_LOG
 from aiobs_pipeline.governance.store import WarehouseSession
+from aiobs_pipeline.ingest.base import RawRecord
+from aiobs_pipeline.ingest.csv_records import is_csv_name, iter_csv_records
 from aiobs_pipeline.ingest.files import GZIP_MAGIC, is_landing_file, looks_like_document
 from aiobs_pipeline.ingest.otlp import MalformedSpan, hex_id
 from aiobs_pipeline.warehouse.tables import quote_ident
@@ -306,10 +309,11 @@ def _redact_columns(session: WarehouseSession, table: str, user_id: str, dry_run
 # ------------------------------------------------------------------------------------------------ files
 @dataclass
 class _Parsed:
-    """A landing file split into records: line mode keeps each line's bytes; document mode one JSON value."""
+    """A landing file split into records: line mode keeps each line's bytes; document mode one JSON value;
+    csv mode the decompressed bytes in `document` (rows are cut from them by line)."""
 
     gz: bool
-    mode: str  # lines or document
+    mode: str  # lines, document or csv
     lines: list[bytes] = field(default_factory=list)
     document: Any = None
 
@@ -321,6 +325,8 @@ def _load(path: Path) -> _Parsed:
         data = gzip.decompress(raw) if gz else raw
     except (OSError, EOFError, zlib.error) as exc:
         raise ForgetError(f"{path}: the gzip stream is damaged ({exc}); it cannot be rewritten safely") from None
+    if is_csv_name(path.name):
+        return _Parsed(gz, "csv", document=data)
     if looks_like_document(path):
         try:
             return _Parsed(gz, "document", document=orjson.loads(data.removeprefix(b"\xef\xbb\xbf")))
@@ -333,7 +339,7 @@ def _load(path: Path) -> _Parsed:
 
 
 def _dump(parsed: _Parsed) -> bytes:
-    data = orjson.dumps(parsed.document) if parsed.mode == "document" else b"".join(parsed.lines)
+    data = orjson.dumps(parsed.document) if parsed.mode == "document" else b"".join(parsed.lines)  # csv: lines
     return gzip.compress(data, mtime=0) if parsed.gz else data
 
 
@@ -441,11 +447,62 @@ class _FileOutcome:
     delete: bool = False
 
 
+def _physical_lines(data: bytes) -> list[bytes]:
+    """The lines a text stream with universal newlines sees (ending CRLF, CR or LF), each with its ending."""
+    parts = re.split(rb"(\r\n|\r|\n)", data)
+    lines = [parts[i] + parts[i + 1] for i in range(0, len(parts) - 1, 2)]
+    return lines + ([parts[-1]] if parts[-1] else [])
+
+
+def _prune_csv(parsed: _Parsed, rel: str, store: str, matcher: _Matcher,
+               user: UserKeys) -> tuple[list[ForgetItem], int, int]:
+    """Drop the user's CSV rows, keeping every other byte: (items, rows removed, rows and bad lines kept).
+
+    A row is cut from the file by its start line up to the next row's, so quoted newlines stay intact. A row
+    that holds the user beside someone else's data cannot be split and is left in place, said so.
+    """
+    lines = _physical_lines(parsed.document)
+    found = [item for item in iter_csv_records(io.BytesIO(parsed.document), rel) if item.number]
+    starts = sorted({item.number for item in found})
+    following = dict(zip(starts, [*starts[1:], len(lines) + 1], strict=True))
+    items: list[ForgetItem] = []
+    kept = lines[: starts[0] - 1] if starts else lines
+    removed = left = 0
+    for item in sorted(found, key=lambda i: i.number):
+        chunk = lines[item.number - 1: following[item.number] - 1]
+        if isinstance(item, RawRecord):
+            new, count = matcher.prune(item.value)
+            if new is _REMOVE:
+                removed += 1
+                continue
+            if count:
+                items.append(ForgetItem(store, rel, "left_in_place", 1, "lines", f"the CSV row at line "
+                                        f"{item.number} holds the user beside other data; edit it by hand"))
+        elif user.mentions(b"".join(chunk).decode("utf-8", errors="replace")):
+            items.append(ForgetItem(store, rel, "left_in_place", 1, "lines", f"line {item.number} is not a "
+                                    "readable CSV row and contains the user id; edit or delete it by hand"))
+        else:
+            items.append(ForgetItem(store, rel, "unreadable_kept", 1, "lines",
+                                    f"line {item.number} is not a readable CSV row (it does not contain the user id)"))
+        kept.extend(chunk)
+        left += 1
+    parsed.lines = kept
+    return items, removed, left
+
+
 def _prune_file(path: Path, rel: str, store: str, matcher: _Matcher, user: UserKeys) -> _FileOutcome:
     parsed = _load(path)
     items: list[ForgetItem] = []
     removed_records = removed_elements = 0
-    if parsed.mode == "document":
+    if parsed.mode == "csv":
+        items, removed_records, left = _prune_csv(parsed, rel, store, matcher, user)
+        removed_elements = removed_records
+        if not removed_elements:
+            return _FileOutcome(items, None)
+        if not left:
+            return _FileOutcome([*items, ForgetItem(store, rel, "deleted_file", removed_elements, "records")],
+                                b"", True)
+    elif parsed.mode == "document":
         records = parsed.document if isinstance(parsed.document, list) else [parsed.document]
         kept = []
         for record in records:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from aiobs_pipeline.ingest import langfuse, langsmith, native, openinference, otlp, otlp_logs
+from aiobs_pipeline.ingest import langfuse, langfuse_blob, langsmith, native, openinference, otlp, otlp_logs
 
 READERS: tuple[ModuleType, ...] = (
     otlp,
     otlp_logs,
     langsmith,
     langfuse,
+    langfuse_blob,
     openinference,
     native,
 )

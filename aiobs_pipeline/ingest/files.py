@@ -15,12 +15,16 @@ from pathlib import Path
 
 import orjson
 
+from aiobs_pipeline.ingest import csv_records
 from aiobs_pipeline.ingest.base import RawRecord, Reject
 
 GZIP_MAGIC = b"\x1f\x8b"
 # A JSON document (not JSON Lines) is loaded whole; past this size a file must be JSON Lines.
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+
+# CSV files (ingest/csv_records.py); on its own line so other suffixes merge cleanly.
+LANDING_SUFFIXES = (*LANDING_SUFFIXES, *csv_records.CSV_SUFFIXES)
 
 
 class UnreadableFile(Exception):
@@ -109,8 +113,13 @@ def iter_records(path: Path) -> Iterator[RawRecord | Reject]:
     """Yield the records of a landing file, or Rejects for lines that are not valid UTF-8 JSON.
 
     A corrupt or truncated gzip stream yields the records before the damage, then one `corrupt_gzip`
-    Reject. A file that cannot be opened raises `UnreadableFile`.
+    Reject. A file that cannot be opened raises `UnreadableFile`. A `.csv` / `.csv.gz` file yields its rows
+    (see `csv_records`).
     """
+    if csv_records.is_csv_name(path.name):
+        with open_binary(path) as stream:
+            yield from csv_records.iter_csv_records(stream, str(path))
+        return
     try:
         document = looks_like_document(path)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:

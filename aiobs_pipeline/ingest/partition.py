@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from aiobs_pipeline.ingest import detect, otlp_logs
+from aiobs_pipeline.ingest import csv_records, detect, otlp_logs
 from aiobs_pipeline.ingest.base import RawRecord, Reject, SkippedRecord, SpanEvent
 from aiobs_pipeline.ingest.files import UnreadableFile, is_landing_file, iter_records
 from aiobs_pipeline.ingest.masking import Masker, counts_by_file, mask_quarantine, mask_spans
@@ -324,7 +324,7 @@ def _with_raw(quarantined: pd.DataFrame, path: Path) -> pd.DataFrame:
     raw: dict[int, str] = {}
     if wanted:
         try:
-            if looks_like_document(path):
+            if csv_records.is_csv_name(path.name) or looks_like_document(path):  # a CSV row may span lines
                 for item in iter_records(path):
                     if item.number in wanted:
                         raw[item.number] = item.text if isinstance(item, RawRecord) else (item.raw or "")

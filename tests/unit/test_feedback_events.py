@@ -89,7 +89,9 @@ def test_schema_columns_types_and_constants() -> None:
     assert not set(FEEDBACK_QUARANTINE_REASONS) & set(QUARANTINE_REASONS)
     assert all(REASONS.values())
     assert {detect_format({"event_type": "x"}), detect_format({"key": "k", "run_id": "r"}),
-            detect_format({"name": "n", "traceId": "t"})} == set(FEEDBACK_SOURCE_FORMATS)
+            detect_format({"name": "n", "traceId": "t"}),
+            detect_format({"name": "n", "value": 1, "data_type": "NUMERIC", "project_id": "p"})} == \
+        set(FEEDBACK_SOURCE_FORMATS)
     assert detect_format({"name": "n"}) is None and detect_format([1]) is None
 
 
