@@ -25,6 +25,8 @@ SCHEMA_VERSION = 2
 KINDS = ("llm", "embedding", "retrieval", "rerank", "tool", "chain")
 STATUSES = ("ok", "error")
 SOURCE_FORMATS = ("native", "otlp", "openinference", "langfuse", "langsmith")
+# LangSmith's bulk export (Parquet files of runs; ingest/langsmith_bulk.py).
+SOURCE_FORMATS += ("langsmith_bulk",)
 
 ColumnType = Literal["str", "int", "float", "timestamp", "json"]
 
