@@ -533,6 +533,7 @@ def _nested(table: pa.Table, n: int, col: Any, run_type: pd.Series, kind: pd.Ser
         "metadata")}
     usage_found: dict[int, dict[str, Any]] = {}
     first_times: list[Any] = [None] * n
+    no_first_token = first_token.isna().tolist()
     for i in range(n):
         extra = extras[i] if isinstance(extras[i], dict) else {}
         metadata = dict(extra["metadata"]) if isinstance(extra.get("metadata"), dict) else {}
@@ -574,16 +575,21 @@ def _nested(table: pa.Table, n: int, col: Any, run_type: pd.Series, kind: pd.Ser
                 if found["reported_cost_usd"] is None and leaves[i]:
                     found["reported_cost_usd"] = leaf_costs[i]
                 usage_found[i] = found
-        if pd.isna(first_token.iat[i]) and isinstance(events[i], list):
+        if no_first_token[i] and isinstance(events[i], list):
             first_times[i] = _stamp(langsmith._first_token_time({"events": events[i]}))
         out["metadata"][i] = _metadata(
             i, metadata, extra, tags[i], inp if input_messages is None else None, mapped["rest"], rtype,
             run_status[i], dotted[i], project[i], others, serialized[i], events[i], leaves[i], aggregates)
 
     result: dict[str, Any] = {c: pd.Series(v, dtype=object) for c, v in out.items()}
-    for i, found in usage_found.items():
+    if usage_found:
+        # Nested usage (usage_metadata, provider usage) wins over the run-level columns, as in the JSON reader.
+        positions = list(usage_found)
         for column in USAGE_COLUMNS:
-            rows.at[i, column] = found[column] if column in found else None
+            values = rows[column].tolist()
+            for i in positions:
+                values[i] = usage_found[i].get(column)
+            rows[column] = pd.Series(values, index=rows.index, dtype=object)
     from_events = pd.to_datetime(pd.Series(first_times, dtype=object), utc=True)
     result["_first_token_time"] = _parsed_times(first_token).where(first_token.notna(), from_events)
     return result
