@@ -106,6 +106,8 @@ def _utc(value: Any) -> pd.Timestamp | None:
 
 def _may_hold(pf: pq.ParquetFile, group: int, window: Window, keep_undated: bool) -> bool:
     """False only when the row group's start_time statistics prove that none of its rows is in the window."""
+    if not pa.types.is_timestamp(pf.schema_arrow.field("start_time").type):
+        return True  # text times: their string order is not their time order (offsets, precision)
     meta = pf.metadata.row_group(group)
     for index in range(meta.num_columns):
         column = meta.column(index)
@@ -118,8 +120,8 @@ def _may_hold(pf: pq.ParquetFile, group: int, window: Window, keep_undated: bool
             return True
         try:
             low, high = _utc(stats.min), _utc(stats.max)
-        except (TypeError, ValueError):
-            return True  # statistics of a string column: its order is not time order
+        except (TypeError, ValueError, OverflowError):
+            return True
         return not (high < _utc(window[0]) or low >= _utc(window[1]))
     return True
 

@@ -298,3 +298,33 @@ def test_detection_by_magic_or_name() -> None:
     assert detect.reader_for("langsmith_bulk") is langsmith_bulk
     assert is_landing_file(Path("2026/12/07/14/part-0.parquet")) and not is_landing_file(Path(".part.parquet"))
     assert not langsmith_bulk.matches({"id": "x", "run_type": "llm"})  # JSON runs stay the JSON reader's
+
+
+def test_text_start_times_are_filtered_but_never_pruned_by_their_string_order() -> None:
+    table = pq.read_table(FIXTURES / "runs_v1.parquet").slice(3, 4)  # hours 10 and 14
+    index = table.schema.get_field_index("start_time")
+    # 10:05+05:00 is 05:05 UTC, and sorts after "2026-12-07T05" as text
+    texts = ["2026-12-07T10:05:00+05:00", "2026-12-07T10:05:00.005Z", "2026-12-07T14:30:00Z", "not a time"]
+    table = table.set_column(index, "start_time", pa.array(texts))
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=2)
+    buffer.seek(0)
+    result = langsmith_bulk.read_stream(buffer, "text.parquet", (DAY.replace(hour=5), DAY.replace(hour=6)),
+                                        keep_undated=False)
+    assert result.row_groups_skipped == 0 and list(result.rows["source_line"]) == [1]
+
+
+def test_a_row_group_that_cannot_be_decoded_is_reported_and_the_others_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = pq.ParquetFile.read_row_group
+
+    def broken(self: pq.ParquetFile, group: int, *args: object, **kwargs: object) -> pa.Table:
+        if group == 1:
+            raise OSError("Corrupt snappy compressed data.")
+        return original(self, group, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", broken)
+    result = read("runs_v1.parquet")
+    assert list(result.rows["source_line"]) == [1, 2, 3, 6, 7, 8, 9, 10, 11]
+    assert [(r.reason, r.number) for r in result.rejects] == [("unreadable_file", 4)]
+    assert result.rejects[0].detail == "row group 1 (rows 4-5) cannot be read: Corrupt snappy compressed data."
+    assert result.file_error == result.rejects[0].detail
