@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from aiobs_pipeline.ingest import langsmith
 from aiobs_pipeline.ingest.base import Reject, parse_time
 from aiobs_pipeline.ingest.files import UnreadableFile
-from aiobs_pipeline.ingest.messages import dump_json, kind_from_name, to_number
+from aiobs_pipeline.ingest.messages import dump_json, kind_from_name
 
 FORMAT = "langsmith_bulk"
 PARQUET_MAGIC = b"PAR1"
@@ -60,6 +60,8 @@ USAGE_COLUMNS = ("input_tokens", "output_tokens", "total_tokens", "cached_input_
 # Columns of the file this module maps; every other non-empty value goes to metadata.langsmith by its name.
 MAPPED_COLUMNS = langsmith.MAPPED_RUN_KEYS
 Window = tuple[datetime, datetime]
+# extra.metadata keys `langsmith._params` reads: a run whose metadata has none of them has no params there.
+PARAM_KEYS = frozenset(k for keys in langsmith.PARAM_COLUMNS.values() for k in keys)
 
 
 @dataclass
@@ -285,7 +287,7 @@ def _numbers(column: pa.ChunkedArray | None, n: int) -> pd.Series:
     numbers = pd.to_numeric(values.where(values.map(lambda v: isinstance(v, str)), None), errors="coerce")
     out = values.astype(object)
     readable = numbers.notna()
-    out[readable] = [to_number(v) for v in values[readable]]  # ints stay ints, as the JSON reader reads them
+    out[readable] = numbers[readable]
     return out
 
 
@@ -305,13 +307,14 @@ def _json_values(column: pa.ChunkedArray | None, n: int) -> list[Any]:
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         return values  # a struct or list column is already parsed
     out: list[Any] = [None] * n
+    loads = orjson.loads
     for index, value in enumerate(values):
         if value is None or value == "":
             continue
         try:
-            out[index] = orjson.loads(value)
+            out[index] = loads(value)
         except orjson.JSONDecodeError:
-            out[index] = value
+            out[index] = value  # not JSON: kept as the text it is
     return out
 
 
@@ -553,7 +556,7 @@ def _nested(table: pa.Table, n: int, col: Any, run_type: pd.Series, kind: pd.Ser
                                  llm_output if isinstance(llm_output, dict) else {}))
         out["request_model"][i], out["response_model"][i] = request_model, response_model
         out["model"][i] = response_model or request_model
-        if llm_inputs or invocation or metadata:
+        if llm_inputs or invocation or not PARAM_KEYS.isdisjoint(metadata):
             for column, value in langsmith._params(llm_inputs, invocation, metadata).items():
                 out[column][i] = value
         if metadata:
