@@ -13,9 +13,9 @@ nested JSON values: run_type -> kind, message, document and usage extraction, an
 `costs/pricing.py` never prices a model span twice).
 
 Columnar: the scalar columns (ids, names, kinds, times, status, errors, run-level tokens and costs, tags,
-project) are mapped with pyarrow / pandas over whole columns. The JSON columns are parsed per value (orjson)
-and only where they hold a value; the per-row work is limited to what those nested values say and to the
-span's `metadata` JSON. A bulk export has no patches, so there is no partition-wide post-processing.
+project) are mapped with pyarrow / pandas over whole columns. The JSON columns are parsed per value (orjson,
+only non-null values); the per-row work is limited to what those nested values say and to the span's
+`metadata` JSON. A bulk export has no patches, so there is no partition-wide post-processing.
 
 Window: a daily file holds runs of 24 export hours. `read_stream(..., window=(start, end))` keeps the runs whose
 own `start_time` is in `[start, end)`, skipping whole row groups by their `start_time` statistics, so an hour's
@@ -511,8 +511,9 @@ def _nested(table: pa.Table, n: int, col: Any, run_type: pd.Series, kind: pd.Ser
             prompt: pd.Series, completion: pd.Series, total: pd.Series) -> dict[str, Any]:
     """Columns that come from the JSON columns (messages, models, params, app context, nested usage, metadata).
 
-    Per value, and only for rows whose JSON columns hold something: the JSON reader's helpers applied to the
-    parsed `inputs`, `outputs`, `extra` and `events`.
+    One pass over the rows: the JSON reader's helpers applied to the parsed `inputs`, `outputs`, `extra` and
+    `events` of each run (cheap where they are null), and the span's metadata assembled from them and from the
+    other columns' values.
     """
     inputs = _json_values(col("inputs"), n)
     outputs = _json_values(col("outputs"), n)
