@@ -89,15 +89,16 @@ class PartitionIngest:
 
 
 def read_file(path: Path, source_file: str, fast_path: bool = True,
-              window: tuple[datetime, datetime] | None = None) -> FileRead:
+              window: tuple[datetime, datetime] | None = None, keep_undated: bool = True) -> FileRead:
     """Read one landing file with the reader its bytes (Parquet) or its first readable record selects.
 
     `window` (start inclusive, end exclusive) keeps only the spans starting in it, for file readers that hold
-    more than one export hour (a daily LangSmith bulk export); the JSON readers read every record.
+    more than one export hour (a daily LangSmith bulk export); the JSON readers read every record. Rows
+    without a readable start time go to the window only with `keep_undated` (pass it for one hour of a day).
     """
     binary = _file_reader(path)
     if binary is not None:
-        return _read_binary(binary, path, source_file, window)
+        return _read_binary(binary, path, source_file, window, keep_undated)
     # --- native fast path (aiobs_pipeline/ingest/native_fast.py); imported here to avoid an import cycle ---
     if fast_path:
         from aiobs_pipeline.ingest import native_fast
@@ -150,11 +151,11 @@ def _file_reader(path: Path) -> ModuleType | None:
 
 
 def _read_binary(reader: ModuleType, path: Path, source_file: str,
-                 window: tuple[datetime, datetime] | None) -> FileRead:
+                 window: tuple[datetime, datetime] | None, keep_undated: bool) -> FileRead:
     result = FileRead(path=path, source_file=source_file)
     try:
         with open_binary(path) as stream:
-            read = reader.read_stream(stream, source_file, window)
+            read = reader.read_stream(stream, source_file, window, keep_undated)
     except UnreadableFile as exc:
         result.file_error = str(exc)
         # The quarantine prefixes every detail with the file name already.
@@ -184,10 +185,11 @@ def _collect(reader: ModuleType, records: Iterable[RawRecord], rows: list[dict],
 
 def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Path,
                  fast_path: bool = True, masker: Masker | None = None,
-                 window: tuple[datetime, datetime] | None = None) -> PartitionIngest:
+                 window: tuple[datetime, datetime] | None = None,
+                 keep_undated: bool = True) -> PartitionIngest:
     """Read, validate and deduplicate the given files as the export hour `export_hour`; mask PII if asked.
 
-    `window` is handed to every file reader (see `read_file`)."""
+    `window` and `keep_undated` are handed to every file reader (see `read_file`)."""
     export_hour = pd.Timestamp(export_hour).tz_convert("UTC") if pd.Timestamp(export_hour).tzinfo else \
         pd.Timestamp(export_hour).tz_localize("UTC")
     reads: list[FileRead] = []
@@ -196,7 +198,7 @@ def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Pat
             source_file = str(Path(path).relative_to(landing_root))
         except ValueError:
             source_file = str(path)
-        read = read_file(Path(path), source_file, fast_path=fast_path, window=window)
+        read = read_file(Path(path), source_file, fast_path=fast_path, window=window, keep_undated=keep_undated)
         if read.file_error:
             log.warning("landing file %s could not be read in full: %s", source_file, read.file_error)
         reads.append(read)

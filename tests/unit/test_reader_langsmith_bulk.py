@@ -198,7 +198,7 @@ def test_window_keeps_the_runs_that_start_in_it_and_skips_row_groups() -> None:
     assert empty.rows is None and empty.row_groups_read == 0 and empty.row_groups_skipped == 3
 
 
-def test_rows_without_a_start_time_belong_to_one_window_only() -> None:
+def test_rows_without_a_start_time_belong_to_one_window_only(tmp_path: Path) -> None:
     table = pq.read_table(FIXTURES / "runs_v1.parquet").slice(5, 2)
     index = table.schema.get_field_index("start_time")
     starts = table.column("start_time").to_pylist()
@@ -211,6 +211,13 @@ def test_rows_without_a_start_time_belong_to_one_window_only() -> None:
     buffer.seek(0)
     dropped = langsmith_bulk.read_stream(buffer, "undated.parquet", window, keep_undated=False)
     assert list(kept.rows["source_line"]) == [1, 2] and list(dropped.rows["source_line"]) == [2]
+    folder = tmp_path / "2026/12/07/14"
+    folder.mkdir(parents=True)
+    (folder / "undated.parquet").write_bytes(buffer.getvalue())
+    first = ingest_files([folder / "undated.parquet"], HOUR14, tmp_path, window=window, keep_undated=True)
+    other = ingest_files([folder / "undated.parquet"], HOUR14, tmp_path, window=window, keep_undated=False)
+    assert list(first.quarantined["reason"]) == ["missing_required_field"] and other.quarantined.empty
+    assert len(first.spans) == len(other.spans) == 1
 
 
 @pytest.mark.parametrize("name", ["truncated.parquet", "not_parquet.parquet"])
