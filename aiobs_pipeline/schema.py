@@ -26,6 +26,8 @@ SCHEMA_VERSION = 3
 KINDS = ("llm", "embedding", "retrieval", "rerank", "tool", "chain")
 STATUSES = ("ok", "error")
 SOURCE_FORMATS = ("native", "otlp", "openinference", "langfuse", "langsmith")
+# LangSmith's bulk export (Parquet files of runs; ingest/langsmith_bulk.py).
+SOURCE_FORMATS += ("langsmith_bulk",)
 
 # Langfuse's blob-storage export (ingest/langfuse_blob.py); on its own line so other formats merge cleanly.
 SOURCE_FORMATS = (*SOURCE_FORMATS, "langfuse_blob")

@@ -27,7 +27,7 @@ import pandas as pd
 from rapidfuzz.distance import Levenshtein
 
 from aiobs_pipeline.feedback.settings import FeedbackSettings, normalise_name
-from aiobs_pipeline.ingest import langfuse_blob
+from aiobs_pipeline.ingest import detect, langfuse_blob
 from aiobs_pipeline.ingest.base import RawRecord, Reject, as_str, parse_time
 from aiobs_pipeline.ingest.files import UnreadableFile, iter_records
 from aiobs_pipeline.ingest.partition import partition_files
@@ -457,9 +457,23 @@ def _ids(value: Any) -> tuple[str | None, str | None]:
     return (span if isinstance(span, str) else None), (trace if isinstance(trace, str) else None)
 
 
+def _is_columnar(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(detect.HEAD_BYTES)
+    except OSError:
+        return False  # iter_records reports a file it cannot open
+    return detect.detect_file_reader(path.name, head) is not None
+
+
 def read_feedback_file(path: Path, source_file: str, settings: FeedbackSettings) -> _FileRead:
     """Read one feedback file into candidate events (row rules applied) and rejects."""
     read = _FileRead(path=path, source_file=source_file)
+    if _is_columnar(path):
+        # `.parquet` is a landing suffix for span exports (LangSmith bulk export); no feedback format is Parquet.
+        read.file_error = "a Parquet file (a span export such as LangSmith's bulk export), not a feedback export"
+        read.rejects.append(Reject("unknown_format", read.file_error))
+        return read
     try:
         for item in iter_records(path):
             read.records_read += 1

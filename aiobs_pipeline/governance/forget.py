@@ -633,7 +633,8 @@ def collect_landing_keys(roots: Iterable[Path], keys: UserKeys) -> None:
     for root in roots:
         for path in _files_under(root):
             # (An id that a writer may have escaped cannot be searched for in the text: every file is read.)
-            if _UNESCAPED.fullmatch(keys.user_id) and not keys.mentions(
+            # (Parquet is compressed: its bytes say nothing, its rows are read.)
+            if not _is_columnar(path) and _UNESCAPED.fullmatch(keys.user_id) and not keys.mentions(
                     _decoded(path).decode("utf-8", errors="replace")):
                 continue
             rows = _span_rows(path, str(path.relative_to(root)))
@@ -659,11 +660,33 @@ def _atomic_write(path: Path, data: bytes, verify: Callable[[Path], str | None])
             temp.unlink()
 
 
+def _is_columnar(path: Path) -> bool:
+    """Whether a landing file is read by a file reader (a LangSmith bulk-export Parquet file)."""
+    from aiobs_pipeline.ingest import detect  # noqa: PLC0415 - import cycle through ingest
+
+    with open(path, "rb") as handle:
+        return detect.detect_file_reader(path.name, handle.read(detect.HEAD_BYTES)) is not None
+
+
+def _columnar_left(path: Path, rel: str, keys: UserKeys) -> list[ForgetItem]:
+    """Parquet landing files are not rewritten: say how many of the user's spans one still holds."""
+    rows = _span_rows(path, rel)
+    left = int(_user_rows(rows, keys).sum()) if len(rows) else 0
+    if not left:
+        return []
+    return [ForgetItem("landing", rel, "left_in_place", left, "spans",
+                       "forget does not rewrite Parquet files (LangSmith bulk exports): delete the file, or "
+                       "remove the user's runs in LangSmith and export the day again")]
+
+
 def forget_in_landing(root: Path, keys: UserKeys, dry_run: bool) -> list[ForgetItem]:
     """Rewrite the span landing files under root without the user's spans."""
     items: list[ForgetItem] = []
     for path in _files_under(root):
         rel = str(path.relative_to(root))
+        if _is_columnar(path):
+            items.extend(_columnar_left(path, rel, keys))
+            continue
         if not _may_mention(_decoded(path), keys):
             continue
         rows = _span_rows(path, rel)

@@ -21,7 +21,7 @@ from aiobs_pipeline.ingest.base import RawRecord, Reject
 GZIP_MAGIC = b"\x1f\x8b"
 # A JSON document (not JSON Lines) is loaded whole; past this size a file must be JSON Lines.
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
-LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz", ".parquet")
 
 # CSV files (ingest/csv_records.py); on its own line so other suffixes merge cleanly.
 LANDING_SUFFIXES = (*LANDING_SUFFIXES, *csv_records.CSV_SUFFIXES)
@@ -32,7 +32,7 @@ class UnreadableFile(Exception):
 
 
 def is_landing_file(path: Path) -> bool:
-    """Return True for names the landing layout accepts (.jsonl, .json, .ndjson, optionally .gz)."""
+    """Return True for names the landing layout accepts (.jsonl, .json, .ndjson, optionally .gz; .parquet)."""
     name = path.name.lower()
     return not name.startswith(".") and name.endswith(LANDING_SUFFIXES)
 

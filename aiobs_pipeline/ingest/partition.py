@@ -27,7 +27,7 @@ import pandas as pd
 
 from aiobs_pipeline.ingest import csv_records, detect, otlp_logs
 from aiobs_pipeline.ingest.base import RawRecord, Reject, SkippedRecord, SpanEvent
-from aiobs_pipeline.ingest.files import UnreadableFile, is_landing_file, iter_records
+from aiobs_pipeline.ingest.files import UnreadableFile, is_landing_file, iter_records, open_binary
 from aiobs_pipeline.ingest.masking import Masker, counts_by_file, mask_quarantine, mask_spans
 from aiobs_pipeline.quality.rules import apply_row_rules, split_duplicates
 from aiobs_pipeline.schema import (
@@ -94,8 +94,17 @@ class PartitionIngest:
     pii_masked: Counter | None = None
 
 
-def read_file(path: Path, source_file: str, fast_path: bool = True) -> FileRead:
-    """Read one landing file with the reader its first readable record selects."""
+def read_file(path: Path, source_file: str, fast_path: bool = True,
+              window: tuple[datetime, datetime] | None = None, keep_undated: bool = True) -> FileRead:
+    """Read one landing file with the reader its bytes (Parquet) or its first readable record selects.
+
+    `window` (start inclusive, end exclusive) keeps only the spans starting in it, for file readers that hold
+    more than one export hour (a daily LangSmith bulk export); the JSON readers read every record. Rows
+    without a readable start time go to the window only with `keep_undated` (pass it for one hour of a day).
+    """
+    binary = _file_reader(path)
+    if binary is not None:
+        return _read_binary(binary, path, source_file, window, keep_undated)
     # --- native fast path (aiobs_pipeline/ingest/native_fast.py); imported here to avoid an import cycle ---
     if fast_path:
         from aiobs_pipeline.ingest import native_fast
@@ -137,6 +146,34 @@ def read_file(path: Path, source_file: str, fast_path: bool = True) -> FileRead:
     return result
 
 
+def _file_reader(path: Path) -> ModuleType | None:
+    """The file reader (detect.FILE_READERS) that claims this file by its name and first bytes, if any."""
+    try:
+        with open_binary(path) as stream:
+            head = stream.read(detect.HEAD_BYTES)
+    except (UnreadableFile, OSError, EOFError):
+        head = b""  # the JSON path reports a file it cannot open; a `.parquet` name is still claimed below
+    return detect.detect_file_reader(path.name, head)
+
+
+def _read_binary(reader: ModuleType, path: Path, source_file: str,
+                 window: tuple[datetime, datetime] | None, keep_undated: bool) -> FileRead:
+    result = FileRead(path=path, source_file=source_file)
+    try:
+        with open_binary(path) as stream:
+            read = reader.read_stream(stream, source_file, window, keep_undated)
+    except UnreadableFile as exc:
+        result.file_error = str(exc)
+        # The quarantine prefixes every detail with the file name already.
+        result.rejects.append(Reject("unreadable_file", str(exc).removeprefix(f"{source_file}: ")))
+        return result
+    result.rows, result.rejects, result.file_error = read.rows, read.rejects, read.file_error
+    result.records_read = read.records_read
+    if read.rows is not None or not read.rejects or read.records_read:
+        result.source_format = reader.FORMAT  # null in the audit when the file is not of the format at all
+    return result
+
+
 def _unknown(item: RawRecord) -> Reject:
     keys = ", ".join(sorted(item.value)[:8]) if isinstance(item.value, dict) else type(item.value).__name__
     return Reject("unknown_format", f"record {item.number}: matches no supported export format (keys: {keys})",
@@ -157,8 +194,12 @@ def _collect(reader: ModuleType, records: Iterable[RawRecord], rows: list[dict],
 
 
 def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Path,
-                 fast_path: bool = True, masker: Masker | None = None) -> PartitionIngest:
-    """Read, validate and deduplicate the given files as the export hour `export_hour`; mask PII if asked."""
+                 fast_path: bool = True, masker: Masker | None = None,
+                 window: tuple[datetime, datetime] | None = None,
+                 keep_undated: bool = True) -> PartitionIngest:
+    """Read, validate and deduplicate the given files as the export hour `export_hour`; mask PII if asked.
+
+    `window` and `keep_undated` are handed to every file reader (see `read_file`)."""
     export_hour = pd.Timestamp(export_hour).tz_convert("UTC") if pd.Timestamp(export_hour).tzinfo else \
         pd.Timestamp(export_hour).tz_localize("UTC")
     reads: list[FileRead] = []
@@ -167,7 +208,7 @@ def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Pat
             source_file = str(Path(path).relative_to(landing_root))
         except ValueError:
             source_file = str(path)
-        read = read_file(Path(path), source_file, fast_path=fast_path)
+        read = read_file(Path(path), source_file, fast_path=fast_path, window=window, keep_undated=keep_undated)
         if read.file_error:
             log.warning("landing file %s could not be read in full: %s", source_file, read.file_error)
         reads.append(read)
@@ -318,11 +359,18 @@ def _with_raw(quarantined: pd.DataFrame, path: Path) -> pd.DataFrame:
     import gzip
     import zlib
 
-    from aiobs_pipeline.ingest.files import _decode, looks_like_document, open_binary
+    from aiobs_pipeline.ingest.files import _decode, looks_like_document
 
     wanted = set(int(n) for n in quarantined["source_line"].dropna())
     raw: dict[int, str] = {}
-    if wanted:
+    binary = _file_reader(path) if wanted else None
+    if binary is not None:
+        try:
+            with open_binary(path) as stream:
+                raw = binary.raw_records(stream, wanted)
+        except (UnreadableFile, OSError, ValueError):
+            pass  # the rows are quarantined without their raw text; the detail still names file and row
+    elif wanted:
         try:
             if csv_records.is_csv_name(path.name) or looks_like_document(path):  # a CSV row may span lines
                 for item in iter_records(path):
