@@ -164,6 +164,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "invalid_status": "the span status is not ok or error",
     "duplicate_span_id": "the span id was already seen in this export hour",
     "orphan_patch": "a LangSmith patch whose run is not in the same export hour",
+    "ambiguous_patch": "a LangSmith patch without id or dotted_order whose trace has several runs in the hour",
 }
 
 AUDIT_COLUMNS: tuple[Column, ...] = (
