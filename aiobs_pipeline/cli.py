@@ -9,7 +9,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,11 @@ def inspect_file(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"file": str(path), "format": None, "readable": False, "error": "file does not exist",
                 "spans": 0, "spans_by_kind": {}, "llm_spans": 0, "input_tokens": 0, "output_tokens": 0,
-                "quarantined": 0, "reasons": {}}
+                "embedding_spans": 0, "embedding_tokens": 0, "quarantined": 0, "reasons": {}}
     result = ingest_files([path], _export_hour_for(path), path.parent)
     spans, quarantined, audit = result.spans, result.quarantined, result.audit
     llm = spans[spans["kind"] == "llm"]
+    embedding = spans[spans["kind"] == "embedding"]
     file_error = audit["file_error"].iloc[0] if len(audit) else None
     summary: dict[str, Any] = {
         "file": str(path),
@@ -51,6 +52,9 @@ def inspect_file(path: Path) -> dict[str, Any]:
         "llm_spans": len(llm),
         "input_tokens": int(llm["input_tokens"].fillna(0).sum()),
         "output_tokens": int(llm["output_tokens"].fillna(0).sum()),
+        "embedding_spans": len(embedding),
+        # Embedding calls have input tokens only; some sources report just their total.
+        "embedding_tokens": int(embedding["input_tokens"].fillna(embedding["total_tokens"]).fillna(0).sum()),
         "start": spans["start_time"].min().isoformat() if len(spans) else None,
         "end": spans["start_time"].max().isoformat() if len(spans) else None,
         "users": sorted(str(u) for u in spans["user_id"].dropna().unique()),
@@ -76,6 +80,7 @@ def _print_inspection(summary: dict[str, Any]) -> None:
     print(f"  spans:         {summary['spans']} ({kinds})")
     print(f"  LLM calls:     {summary['llm_spans']} ({summary['input_tokens']} input tokens, "
           f"{summary['output_tokens']} output tokens)")
+    print(f"  embeddings:    {summary['embedding_spans']} ({summary['embedding_tokens']} input tokens)")
     if summary["start"]:
         print(f"  time range:    {summary['start']} .. {summary['end']}")
     users = summary["users"]
@@ -92,8 +97,79 @@ def _print_inspection(summary: dict[str, Any]) -> None:
         print(f"  warning: {summary['error']}")
 
 
+def _landing_root_for(folder: Path) -> Path:
+    """The landing root above an hour folder (`.../YYYY/MM/DD/HH`), else the folder itself."""
+    if LAYOUT_RE.search((folder.resolve() / "f").as_posix()):
+        return folder.resolve().parents[3]
+    return folder.resolve()
+
+
+def _plain_value(value: Any, is_json: bool) -> Any:
+    """A frame cell as JSON: timestamps ISO-8601, JSON text parsed, missing values null, numpy scalars plain."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, list | dict):
+        return value
+    if pd.isna(value):
+        return None
+    if is_json and isinstance(value, str):
+        return json.loads(value)
+    return value.item() if hasattr(value, "item") else value
+
+
+def frame_json_lines(frame: pd.DataFrame, columns: Sequence[Any]) -> Iterator[str]:
+    """One compact JSON object per row, with the given schema columns in schema order."""
+    for record in frame.to_dict("records"):
+        row = {c.name: _plain_value(record.get(c.name), c.type == "json") for c in columns}
+        yield json.dumps(row, ensure_ascii=False, default=str)
+
+
+def inspect_rows(paths: Sequence[Path]) -> Iterator[tuple[str, str]]:
+    """("span" | "quarantined" | "error", text) for files read as the pipeline reads them.
+
+    Files in one folder are read together as one export hour, as the pipeline reads an hour's folder, so a
+    LangSmith patch in one file completes its run posted in another."""
+    from aiobs_pipeline.ingest.partition import ingest_files  # noqa: PLC0415 - keep `--help` fast
+    from aiobs_pipeline.schema import QUARANTINE_COLUMNS, SPAN_COLUMNS  # noqa: PLC0415
+
+    by_folder: dict[Path, list[Path]] = {}
+    for path in paths:
+        if not path.is_file():
+            yield "error", f"aiobs inspect: {path}: {'not a file' if path.exists() else 'file does not exist'}"
+            continue
+        by_folder.setdefault(path.resolve().parent, []).append(path.resolve())
+    for folder, files in by_folder.items():
+        result = ingest_files(files, _export_hour_for(files[0]), _landing_root_for(folder))
+        for line in frame_json_lines(result.spans, SPAN_COLUMNS):
+            yield "span", line
+        # In file and line order, as a user reads the files (the pipeline lists rule breaks before rejects).
+        quarantined = result.quarantined.sort_values(["source_file", "source_line"], kind="stable",
+                                                     na_position="first")
+        for line in frame_json_lines(quarantined, QUARANTINE_COLUMNS):
+            yield "quarantined", line
+        for name in result.unreadable_files:
+            yield "error", f"aiobs inspect: {name}: could not be read (see its unreadable_file record)"
+
+
+def _cmd_inspect_rows(args: argparse.Namespace) -> int:
+    """`aiobs inspect --rows`: canonical spans on stdout, quarantined records on stderr, as JSON lines."""
+    status = 0
+    for kind, text in inspect_rows([Path(name) for name in args.files]):
+        if kind == "span":
+            print(text)
+        else:
+            print(text, file=sys.stderr)
+            status = 1 if kind == "error" else status
+    return status
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     """`aiobs inspect`: per file, what the pipeline would make of it; exit 1 if a file is unreadable."""
+    if args.rows:
+        if args.json:
+            print("aiobs inspect: give --rows or --json, not both", file=sys.stderr)
+            return 2
+        return _cmd_inspect_rows(args)
     status = 0
     for name in args.files:
         summary = inspect_file(Path(name))
@@ -214,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--verbose", action="store_true", help="with --json, include quarantined rows")
+    p.add_argument("--rows", action="store_true",
+                   help="print each canonical span as one JSON object per line (schema columns in order); "
+                        "quarantined records go to stderr as JSON lines, with their reason")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("generate", help="write realistic trace exports in all formats")

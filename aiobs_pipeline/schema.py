@@ -172,6 +172,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "duplicate_span_id": "the span id was already seen in this export hour",
     "orphan_patch": "a LangSmith patch whose run is not in the same export hour",
     "orphan_event": "an OTLP log record (GenAI content event) whose span is not in the same export hour",
+    "ambiguous_patch": "a LangSmith patch without id or dotted_order whose trace has several runs in the hour",
 }
 
 AUDIT_COLUMNS: tuple[Column, ...] = (

@@ -106,6 +106,7 @@ class _HourOutput:
     bad_records: list[dict[str, Any]]
     llm_spans: int = 0
     llm_errors: int = 0
+    streamed_llm: int = 0
     spend_usd: float = 0.0
     spend_by_user: dict[str, float] = field(default_factory=dict)
     incident_spans: dict[str, list[str]] = field(default_factory=dict)
@@ -197,6 +198,7 @@ def _generate_hour(args: tuple) -> _HourOutput:
             if span.kind == "llm":
                 out.llm_spans += 1
                 out.llm_errors += span.status == "error"
+                out.streamed_llm += span.stream
         label = trace.incident or trace.degraded
         if label is None:
             continue
@@ -353,6 +355,8 @@ def _ground_truth(start: datetime, end: datetime, seed: int, scale: float, forma
             "traces": sum(sum(o.traces_by_format.values()) for o in outputs),
             "llm_spans": sum(o.llm_spans for o in outputs),
             "llm_errors": sum(o.llm_errors for o in outputs),
+            # Calls made with stream=true; those that succeeded carry a time to first token in every format.
+            "streamed_llm_spans": sum(o.streamed_llm for o in outputs),
             "spend_usd": round(sum(o.spend_usd for o in outputs), 6),
             "late_spans": sum(o.late_spans for o in outputs),
             "feedback_events": len(feedback),

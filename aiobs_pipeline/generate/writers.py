@@ -41,6 +41,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 OTLP_TRACES_PER_REQUEST = 4
 LANGSMITH_RUNTIME = {"sdk": "langsmith-py", "sdk_version": "0.3.45", "library": "langsmith",
                      "runtime": "python", "py_implementation": "CPython", "runtime_version": "3.11.9"}
+# The JS SDK's getRuntimeEnvironment() (js/src/utils/env.ts).
+LANGSMITH_JS_RUNTIME = {"library": "langsmith", "runtime": "node", "sdk": "langsmith-js", "sdk_version": "0.9.0"}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -749,8 +751,17 @@ def _langsmith_extra(trace: Trace, span: Span) -> dict[str, Any]:
     return {"metadata": meta, "runtime": LANGSMITH_RUNTIME}
 
 
+def langsmith_js_sdk(trace: Trace) -> bool:
+    """Whether this trace was sent by the LangSmith JS SDK (about one in three LangSmith traces)."""
+    return _stable_bucket(f"{trace.trace_id}/js", 3) == 0
+
+
 def langsmith_runs(trace: Trace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(posts, patches) for one trace: run creation with inputs, then completion with outputs."""
+    """(posts, patches) for one trace: run creation with inputs, then completion with outputs.
+
+    A JS SDK trace's patches are RunTree.patchRun's RunUpdate: no `id` (its run is found by `dotted_order`),
+    and `new_token` events without their token (Client._filterNewTokenEvents)."""
+    js = langsmith_js_sdk(trace)
     dotted: dict[str, str] = {}
     posts, patches = [], []
     for span in trace.spans:
@@ -760,6 +771,8 @@ def langsmith_runs(trace: Trace) -> tuple[list[dict[str, Any]], list[dict[str, A
         dotted[span.span_id] = order
         inputs, outputs = _langsmith_io(trace, span)
         extra = _langsmith_extra(trace, span)
+        if js:
+            extra = {**extra, "runtime": LANGSMITH_JS_RUNTIME}
         post: dict[str, Any] = {
             "id": span.span_id,
             "trace_id": trace.trace_id,
@@ -781,7 +794,8 @@ def langsmith_runs(trace: Trace) -> tuple[list[dict[str, Any]], list[dict[str, A
         if span.kind == "llm" and span.ttft_ms is not None:
             first = span.start_ns + int(span.ttft_ms * MS)
             step = max((span.end_ns - first) // 20, MS)
-            events += [{"name": "new_token", "time": iso_offset_us(first + i * step), "kwargs": {"token": tok}}
+            events += [{"name": "new_token", "time": iso_offset_us(first + i * step)}
+                       | ({} if js else {"kwargs": {"token": tok}})
                        for i, tok in enumerate(_first_tokens(span.output_text))]
         events.append({"name": "error" if span.status == "error" else "end", "time": iso_offset_us(span.end_ns)})
         patch: dict[str, Any] = {
@@ -798,6 +812,8 @@ def langsmith_runs(trace: Trace) -> tuple[list[dict[str, Any]], list[dict[str, A
         }
         if span.status == "error":
             patch["error"] = f"{span.error_type}({span.error_message!r})"
+        if js:
+            del patch["id"]
         patches.append(patch)
     return posts, patches
 

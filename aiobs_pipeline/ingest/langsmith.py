@@ -5,7 +5,10 @@ A record is either an ingest batch (`{"post": [runs], "patch": [run updates]}`, 
 one span; the mapping table is docs/formats.md ("LangSmith"). A patch completes a run posted earlier (end time,
 outputs, error, events, usage), possibly in another file of the same export hour, so `read` emits patches as
 private rows (`_patch`) and `postprocess`, which sees the whole partition, merges them into their runs; a patch
-whose run is not in the partition becomes an `orphan_patch` reject.
+whose run is not in the partition becomes an `orphan_patch` reject. A patch without `id` (the JS SDK's `RunUpdate`
+body, whose id travels in the URL or the multipart part name) is matched by the run id that ends its
+`dotted_order`, else by `trace_id` when the partition holds exactly one run of that trace (`ambiguous_patch` when
+it holds several).
 
 Token rule: LangChain's UsageMetadata (`usage_metadata`) and OpenAI usage objects count cached input tokens in
 `input_tokens` / `prompt_tokens` and reasoning tokens in `output_tokens` / `completion_tokens`, which is the
@@ -25,6 +28,8 @@ Messages and documents are normalised by `messages.py`, as in every reader.
 from __future__ import annotations
 
 import math
+import re
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -104,6 +109,9 @@ MAPPED_METADATA_KEYS = {k for keys in METADATA_COLUMNS.values() for k in keys} |
 RUN_FIELDS_KEPT = {"status": "status", "dotted_order": "dotted_order", "session_id": "project_id",
                    "session_name": "project"}
 AGGREGATE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "prompt_cost", "completion_cost", "total_cost")
+# One dotted_order segment: a `%Y%m%dT%H%M%S%fZ` time (the JS SDK writes milliseconds plus a 3-digit execution
+# order, older JS SDKs milliseconds only) followed by the run's UUID.
+DOTTED_SEGMENT_RE = re.compile(r"^\d{8}T\d{6,12}Z(?P<run_id>[0-9A-Fa-f-]{32,36})$")
 # Keys that make an object a (possibly malformed) run rather than some other record.
 RUN_MARKERS = ("id", "run_type", "dotted_order", "trace_id", "parent_run_id")
 
@@ -188,6 +196,20 @@ def _dotted_ids(dotted_order: Any) -> list[str]:
     return ids
 
 
+def dotted_run_id(dotted_order: Any) -> str | None:
+    """The run id a dotted order ends with (its last segment's UUID), or None when it does not end in one."""
+    if not isinstance(dotted_order, str):
+        return None
+    match = DOTTED_SEGMENT_RE.match(dotted_order.rsplit(".", 1)[-1].strip())
+    if match is None:
+        return None
+    try:
+        uuid.UUID(match["run_id"])
+    except ValueError:
+        return None
+    return match["run_id"]
+
+
 def _first_token_time(run: dict[str, Any]) -> Any:
     """The run's first_token_time, else the time of its first `new_token` event."""
     if run.get("first_token_time") is not None:
@@ -266,7 +288,8 @@ def _outputs(outputs: Any, kind: str) -> dict[str, Any]:
         messages = messages or None
         consumed.update({"generations", "llm_output"})
     else:
-        for key in ("output", "message", "answer", "result", "text", "content"):
+        # `output` is how the Python SDK wraps a traced function's non-dict return value, `outputs` the JS SDK's.
+        for key in ("output", "outputs", "message", "answer", "result", "text", "content"):
             value = outputs.get(key)
             if isinstance(value, str):
                 out["output_text"] = value
@@ -482,17 +505,41 @@ def run_row(run: dict[str, Any], where: str) -> SpanRow:
 # Records -> rows
 
 
-def _check_run(run: Any, number: int, where: str) -> Reject | None:
+def _check_patch_without_id(run: dict[str, Any], number: int, where: str) -> Reject | None:
+    """A patch without id needs a dotted_order ending in its run id, or a trace_id to look its run up by."""
+    trace_id = run.get("trace_id") if isinstance(run.get("trace_id"), str) and run.get("trace_id") else None
+    dotted = run.get("dotted_order")
+    if dotted is not None and dotted != "":
+        if not isinstance(dotted, str):
+            return Reject("invalid_type", f"record {number}: {where} has no id, and its dotted_order must be a "
+                          f"string, got {type(dotted).__name__}", number, dump_json(run), trace_id=trace_id,
+                          source_format=FORMAT)
+        if dotted_run_id(dotted) is None:
+            return Reject("invalid_type", f"record {number}: {where} has no id, and its dotted_order "
+                          f"{truncate(dotted, 120)!r} does not end in a '<timestamp>Z<run uuid>' segment naming "
+                          "its run", number, dump_json(run), trace_id=trace_id, source_format=FORMAT)
+        return None
+    if trace_id is None:
+        return Reject("missing_required_field", f"record {number}: {where} has no id, dotted_order or trace_id "
+                      "to find its run by", number, dump_json(run), source_format=FORMAT)
+    return None
+
+
+def _check_run(run: Any, number: int, where: str, patch: bool = False) -> Reject | None:
     """Shape errors that stop a run from becoming a row: not an object, no usable id, a non-text run_type."""
     if not isinstance(run, dict):
         return Reject("invalid_type", f"record {number}: {where} must be a JSON object, got {type(run).__name__}",
                       number, dump_json(run), source_format=FORMAT)
     run_id = run.get("id")
-    if run_id is None or run_id == "":
+    if (run_id is None or run_id == "") and patch:
+        problem = _check_patch_without_id(run, number, where)
+        if problem is not None:
+            return problem
+    elif run_id is None or run_id == "":
         trace_id = run.get("trace_id") if isinstance(run.get("trace_id"), str) else None
         return Reject("missing_required_field", f"record {number}: {where}.id is missing",
                       number, dump_json(run), trace_id=trace_id, source_format=FORMAT)
-    if not isinstance(run_id, str | int) or isinstance(run_id, bool):
+    if run_id is not None and run_id != "" and (not isinstance(run_id, str | int) or isinstance(run_id, bool)):
         return Reject("invalid_type", f"record {number}: {where}.id must be a string, got {type(run_id).__name__}",
                       number, dump_json(run), source_format=FORMAT)
     run_type = run.get("run_type")
@@ -514,7 +561,7 @@ def _runs(run: dict[str, Any], number: int, where: str, patch: bool) -> Iterator
     if isinstance(children, list):
         for index, child in enumerate(children):
             child_where = f"{where}.child_runs[{index}]"
-            problem = _check_run(child, number, child_where)
+            problem = _check_run(child, number, child_where, patch)
             if problem is not None:
                 yield problem
                 continue
@@ -530,6 +577,11 @@ def _as_patch(row: SpanRow, patch: dict[str, Any]) -> None:
     """Keep only what the patch itself says, so merging cannot overwrite the run with defaults."""
     row["_patch"] = True
     row["_raw"] = truncate(dump_json(patch))
+    if row["span_id"] is None or row["span_id"] == "":
+        # The JS SDK's RunUpdate has no id: its dotted_order ends with the run id, else its trace_id may tell.
+        row["span_id"] = dotted_run_id(patch.get("dotted_order"))
+        row["_matched_by"] = "dotted_order" if row["span_id"] is not None else "trace_id"
+        row["_where"] = row["metadata"].get("langsmith", {}).get("where")
     if "run_type" not in patch:
         row["kind"] = None
     if "outputs" in patch:
@@ -566,7 +618,7 @@ def read(records: Iterable[RawRecord]) -> Iterator[SpanRow | Reject]:
                     continue
                 for index, run in enumerate(runs):
                     where = f"{op}[{index}]"
-                    problem = _check_run(run, number, where)
+                    problem = _check_run(run, number, where, patch=op == "patch")
                     if problem is not None:
                         yield problem
                         continue
@@ -634,10 +686,50 @@ def _plain(value: Any) -> Any:
     return value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
 
 
+def _patch_reject(reason: str, detail: str, patch: SpanRow) -> Reject:
+    line = patch.get("source_line")
+    number = None if _missing(line) else int(line)
+    span_id, trace_id = patch.get("span_id"), patch.get("trace_id")
+    return Reject(
+        reason, f"record {number}: {detail}", number,
+        None if _missing(patch.get("_raw")) else patch.get("_raw"),
+        span_id=span_id if isinstance(span_id, str) else None,
+        trace_id=trace_id if isinstance(trace_id, str) else None,
+        source_format=FORMAT,
+        source_file=None if _missing(patch.get("_file")) else patch.get("_file"),
+    )
+
+
+def _find_run(patch: SpanRow, index_by_id: dict[str, int],
+              runs_by_trace: dict[str, list[int]]) -> int | Reject:
+    """The position of the run a patch completes: by id, by its dotted_order's run id, else by a one-run trace."""
+    span_id, trace_id = patch.get("span_id"), patch.get("trace_id")
+    matched_by = None if _missing(patch.get("_matched_by")) else patch["_matched_by"]
+    where = "patch" if _missing(patch.get("_where")) else patch["_where"]
+    if matched_by != "trace_id":
+        position = index_by_id.get(span_id) if isinstance(span_id, str) else None
+        if position is not None:
+            return position
+        if matched_by == "dotted_order":
+            return _patch_reject("orphan_patch", f"{where} has no id; its dotted_order names run '{span_id}', "
+                                 "which has no post or run in this export hour", patch)
+        return _patch_reject("orphan_patch", f"patch for run '{span_id}' has no post or run with that id in this "
+                             "export hour", patch)
+    candidates = runs_by_trace.get(trace_id, []) if isinstance(trace_id, str) else []
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        return _patch_reject("orphan_patch", f"{where} has no id or dotted_order, and no run of its trace_id "
+                             f"'{trace_id}' is in this export hour", patch)
+    return _patch_reject("ambiguous_patch", f"{where} has no id or dotted_order, and its trace_id '{trace_id}' "
+                         f"has {len(candidates)} runs in this export hour: which one it completes is unknown", patch)
+
+
 def postprocess(rows: list[SpanRow]) -> tuple[list[SpanRow], list[Reject]]:
     """Merge patch rows into their run rows (same id, anywhere in the partition); orphans become rejects."""
     out: list[SpanRow] = []
     index_by_id: dict[str, int] = {}
+    runs_by_trace: dict[str, list[int]] = {}
     patches: list[SpanRow] = []
     for row in rows:
         flag = row.get("_patch")
@@ -645,28 +737,21 @@ def postprocess(rows: list[SpanRow]) -> tuple[list[SpanRow], list[Reject]]:
             patches.append(row)
             continue
         out.append(row)
-        span_id = row.get("span_id")
+        span_id, trace_id = row.get("span_id"), row.get("trace_id")
         if isinstance(span_id, str) and span_id not in index_by_id:
             index_by_id[span_id] = len(out) - 1
+            if isinstance(trace_id, str):
+                runs_by_trace.setdefault(trace_id, []).append(len(out) - 1)
     rejects: list[Reject] = []
     for patch in patches:
-        span_id = patch.get("span_id")
-        position = index_by_id.get(span_id) if isinstance(span_id, str) else None
-        if position is None:
-            line = patch.get("source_line")
-            number = None if _missing(line) else int(line)
-            trace_id = patch.get("trace_id")
-            rejects.append(Reject(
-                "orphan_patch",
-                f"record {number}: patch for run '{span_id}' has no post or run with that id in this export hour",
-                number,
-                None if _missing(patch.get("_raw")) else patch.get("_raw"),
-                span_id=span_id if isinstance(span_id, str) else None,
-                trace_id=trace_id if isinstance(trace_id, str) else None,
-                source_format=FORMAT,
-                source_file=None if _missing(patch.get("_file")) else patch.get("_file"),
-            ))
+        found = _find_run(patch, index_by_id, runs_by_trace)
+        if isinstance(found, Reject):
+            rejects.append(found)
             continue
-        out[position] = _merge(out[position], patch)
+        merged = _merge(out[found], patch)
+        matched_by = patch.get("_matched_by")
+        if not _missing(matched_by):
+            merged["metadata"]["langsmith"]["patch_matched_by"] = matched_by
+        out[found] = merged
     cleaned = [{k: v for k, v in row.items() if not k.startswith("_") or k == "_file"} for row in out]
     return cleaned, rejects

@@ -74,6 +74,79 @@ def test_inspect_exits_non_zero_only_for_unreadable_files(tmp_path: Path) -> Non
     assert aiobs("inspect", str(unknown)).returncode == 0
 
 
+def embedding_span(span_id: str, usage: dict[str, int]) -> dict[str, object]:
+    return {"span_id": span_id, "trace_id": "t-emb", "name": "embed", "kind": "embedding",
+            "start_time": "2026-12-07T14:00:00Z", "end_time": "2026-12-07T14:00:00.120Z",
+            "model": "text-embedding-3-small", "input": ["refund window"], "usage": usage}
+
+
+def test_inspect_totals_embedding_tokens_apart_from_llm_tokens(tmp_path: Path) -> None:
+    export = tmp_path / "embeddings.jsonl"
+    export.write_text(json.dumps(embedding_span("e1", {"prompt_tokens": 8, "total_tokens": 8})) + "\n"
+                      + json.dumps(embedding_span("e2", {"total_tokens": 5})) + "\n")  # a total only
+    text = aiobs("inspect", str(export))
+    assert text.returncode == 0, text.stderr
+    assert "LLM calls:     0 (0 input tokens, 0 output tokens)" in text.stdout
+    assert "embeddings:    2 (13 input tokens)" in text.stdout
+    (summary,) = map(json.loads, aiobs("inspect", "--json", str(export)).stdout.splitlines())
+    assert (summary["llm_spans"], summary["input_tokens"]) == (0, 0)
+    assert (summary["embedding_spans"], summary["embedding_tokens"]) == (2, 13)
+    (mixed,) = map(json.loads, aiobs("inspect", "--json", str(FIXTURES / "langsmith" /
+                                                              "langsmith_py_wrap_openai_stream.json")).stdout.splitlines())
+    assert (mixed["input_tokens"], mixed["embedding_spans"], mixed["embedding_tokens"]) == (9, 0, 0)
+
+
+def test_inspect_rows_prints_canonical_spans_and_quarantined_records(tmp_path: Path) -> None:
+    from aiobs_pipeline.schema import QUARANTINE_COLUMN_NAMES, SPAN_COLUMN_NAMES  # noqa: PLC0415
+
+    folder = landing_folder(tmp_path, datetime(2026, 12, 7, 14, tzinfo=UTC))
+    folder.mkdir(parents=True)
+    batch = json.loads((FIXTURES / "langsmith" / "langsmith_js_batch_no_patch_id.json").read_text())
+    (folder / "a_post.json").write_text(json.dumps({"post": batch["post"]}))
+    (folder / "b_patch.json").write_text(json.dumps({"patch": batch["patch"]}))  # the hour's other file
+    (folder / "embeddings.jsonl").write_text(
+        json.dumps(embedding_span("e1", {"prompt_tokens": 8, "total_tokens": 8})) + "\n{oops\n"
+        + json.dumps({**embedding_span("e2", {"prompt_tokens": 3}), "latency_ms": -4}) + "\n")
+    result = aiobs("inspect", "--rows", *sorted(str(f) for f in folder.iterdir()))
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(list(row) == list(SPAN_COLUMN_NAMES) for row in rows)
+    by_id = {row["span_id"]: row for row in rows}
+    assert set(by_id) == {"01a250d2-a719-7000-ba1f-9c2b77d40e51", "01a250d2-a751-7001-91c0-2e8a9b1366f7", "e1"}
+    llm = by_id["01a250d2-a751-7001-91c0-2e8a9b1366f7"]
+    # The patch in b_patch.json (no id: matched by dotted_order) completed the run posted in a_post.json.
+    assert llm["source_file"] == "2026/12/07/14/a_post.json" and llm["source_format"] == "langsmith"
+    assert (llm["start_time"], llm["end_time"]) == ("2026-12-07T14:05:12.401002+00:00",
+                                                    "2026-12-07T14:05:13.295000+00:00")
+    assert llm["export_hour"] == "2026-12-07T14:00:00+00:00"
+    assert llm["latency_ms"] == pytest.approx(893.998) and llm["time_to_first_token_ms"] == pytest.approx(611.998)
+    assert (llm["input_tokens"], llm["output_tokens"], llm["max_tokens"]) == (31, 13, None)
+    assert llm["input_messages"][1] == {"role": "user", "content": "What is the refund window for annual plans?"}
+    assert llm["metadata"]["langsmith"]["patch_matched_by"] == "dotted_order"  # nested values as JSON, not text
+    assert by_id["e1"]["kind"] == "embedding" and by_id["e1"]["input_tokens"] == 8
+
+    quarantined = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert all(list(q) == list(QUARANTINE_COLUMN_NAMES) for q in quarantined)
+    assert [(q["source_file"], q["source_line"], q["reason"]) for q in quarantined] == [
+        ("2026/12/07/14/embeddings.jsonl", 2, "invalid_json"), ("2026/12/07/14/embeddings.jsonl", 3, "negative_value")]
+    assert quarantined[1]["detail"] == "2026/12/07/14/embeddings.jsonl:3: field 'latency_ms' is -4, below 0"
+    assert quarantined[0]["raw"] == "{oops"
+
+
+def test_inspect_rows_on_bad_files(tmp_path: Path) -> None:
+    fake = tmp_path / "export.jsonl.gz"
+    fake.write_bytes(b"this is not gzip")
+    result = aiobs("inspect", "--rows", str(fake), str(tmp_path / "missing.jsonl"))
+    assert result.returncode == 1 and result.stdout == ""
+    errors = result.stderr.splitlines()
+    assert f"aiobs inspect: {tmp_path / 'missing.jsonl'}: file does not exist" in errors
+    (record,) = [json.loads(line) for line in errors if line.startswith("{")]
+    assert (record["source_file"], record["reason"]) == ("export.jsonl.gz", "unreadable_file")
+    assert "not gzip" in record["detail"]
+    both = aiobs("inspect", "--rows", "--json", str(fake))
+    assert both.returncode == 2 and "give --rows or --json, not both" in both.stderr
+
+
 def test_generate_writes_every_format(tmp_path: Path) -> None:
     result = aiobs("generate", "--landing", str(tmp_path / "landing"), "--start", "2026-10-01T10:00:00Z",
                    "--end", "2026-10-01T12:00:00Z", "--scale", "0.3", "--no-incidents")

@@ -267,6 +267,67 @@ def test_round_trip_through_the_readers_quarantines_only_the_injected_records(ge
     assert late == summary.late_spans
 
 
+def test_streamed_calls_carry_time_to_first_token_through_every_reader(generated):
+    """Streamed LLM calls write a time to first token in each format's own way; every reader gets it back."""
+    root, _ = generated
+    truth = json.loads((root / "landing" / GROUND_TRUTH_FILE).read_text())
+    built = {span.span_id: span for hour in _hours() for trace in _built(hour).traces for span in trace.spans
+             if span.kind == "llm"}
+    assert truth["totals"]["streamed_llm_spans"] == sum(span.stream for span in built.values())
+    # The runaway loop replays one non-streamed request: ordinary traffic sets the streamed share.
+    loop = {span.span_id for hour in _hours() for trace in _built(hour).traces if trace.incident == "infinite_loop"
+            for span in trace.spans}
+    seen, streamed_by_format, calls_by_format = 0, Counter(), Counter()
+    for hour in _hours():
+        spans = ingest_partition(root / "landing", hour).spans
+        for row in spans[spans["kind"] == "llm"].itertuples():
+            span = built.get(row.span_id)
+            if span is None:  # a span id the reader spells differently would hide a lost TTFT
+                pytest.fail(f"{row.source_format} span {row.span_id} is not one the generator built")
+            seen += 1
+            calls_by_format[row.source_format] += row.span_id not in loop
+            if span.ttft_ms is None:
+                assert row.time_to_first_token_ms != row.time_to_first_token_ms, (row.source_format, row.span_id)
+                continue
+            streamed_by_format[row.source_format] += 1
+            assert span.stream and span.status == "ok"
+            # Langfuse writes completionStartTime in milliseconds: within 1 ms of the built value.
+            assert row.time_to_first_token_ms == pytest.approx(span.ttft_ms, abs=1.0), row.source_format
+            # The latency covers the whole stream, well past the first token.
+            assert row.latency_ms > row.time_to_first_token_ms
+            assert row.latency_ms == pytest.approx(span.latency_ms, abs=1.0)
+    assert seen == len(built)
+    for fmt in FORMATS:
+        share = streamed_by_format[fmt] / calls_by_format[fmt]
+        assert 0.25 <= share <= 0.75, (fmt, streamed_by_format[fmt], calls_by_format[fmt])
+    # Determinism: the same seed streams the same calls.
+    again = {span.span_id: (span.stream, span.ttft_ms) for trace in _built(START).traces for span in trace.spans}
+    assert all(again[k] == (v.stream, v.ttft_ms) for k, v in built.items() if k in again)
+
+
+def test_langsmith_js_sdk_patches_without_id_complete_their_runs(generated):
+    """About a third of LangSmith traces come from the JS SDK, whose patches carry no id (only dotted_order)."""
+    root, _ = generated
+    landing = root / "landing"
+    no_id: dict[str, str] = {}
+    for path in sorted(landing.rglob("langsmith-*.jsonl*")):
+        text = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        for line in text.splitlines():
+            for patch in json.loads(line)["patch"]:
+                if "id" not in patch:
+                    no_id[patch["dotted_order"].rsplit("Z", 1)[-1]] = path.name
+    assert any(name.startswith("langsmith-patches-") for name in no_id.values())  # also in the separate file
+    ids, total = set(no_id), 0
+    for hour in _hours():
+        result = ingest_partition(landing, hour)
+        assert not (result.quarantined["source_format"] == "langsmith").any()
+        spans = result.spans[result.spans["span_id"].isin(ids)]
+        total += len(spans)
+        assert spans["end_time"].notna().all()
+        assert all(json.loads(m)["langsmith"]["patch_matched_by"] == "dotted_order" for m in spans["metadata"])
+    assert total == len(ids) > 0
+
+
 def test_invalid_arguments_are_rejected_with_a_clear_message(tmp_path):
     with pytest.raises(ValueError, match="unknown incident kind"):
         IncidentSpec("meteor", START, END)

@@ -403,3 +403,151 @@ def test_any_value_in_any_field_gives_rows_or_rejects(op: str, field: str, value
             source_file="f", source_format="langsmith", export_hour=pd.Timestamp(HOUR), schema_version=1)
         checked = apply_row_rules(frame)
         assert len(checked.valid) + len(checked.quarantined) == len(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Patches without `id` (the JS SDK's RunUpdate): matched by dotted_order, else by a trace with one run
+
+JS_BATCH = FIXTURES / "langsmith_js_batch_no_patch_id.json"
+JS_ROOT = "01a250d2-a719-7000-ba1f-9c2b77d40e51"
+JS_LLM = "01a250d2-a751-7001-91c0-2e8a9b1366f7"
+JS_HOUR = datetime(2026, 12, 7, 14, tzinfo=UTC)
+
+
+def js_batch() -> dict[str, Any]:
+    return json.loads(JS_BATCH.read_text())
+
+
+@pytest.mark.parametrize(("dotted", "expected"), [
+    ("20241011T205820695375Zfe8ffecb-72ce-4cd2-bdb7-01f34654c391", "fe8ffecb-72ce-4cd2-bdb7-01f34654c391"),
+    (f"20261207T140512345001Z{JS_ROOT}.20261207T140512401002Z{JS_LLM}", JS_LLM),  # JS: ms + execution order
+    (f"20230914T223155647Z{JS_LLM}", JS_LLM),  # older JS SDKs: milliseconds only
+    (f"20261207T140512345001Z{JS_ROOT}.", None),
+    (f"20261207T140512345001Z{JS_ROOT}.20261207T140512Znot-a-uuid", None),
+    (f"2026-12-07T14:05:12Z{JS_LLM}", None),
+    ("", None),
+    (42, None),
+])
+def test_dotted_run_id_is_the_last_segments_uuid(dotted: Any, expected: str | None) -> None:
+    assert langsmith.dotted_run_id(dotted) == expected
+
+
+def test_js_sdk_batch_patches_without_id_merge_by_dotted_order() -> None:
+    rows = rows_of(read_path(JS_BATCH))
+    assert [r.get("_matched_by") for r in rows if r.get("_patch")] == ["dotted_order", "dotted_order"]
+    merged, rejects = langsmith.postprocess(through_frame(rows, "2026/12/07/14/batch.json"))
+    assert rejects == []
+    by_id = {r["span_id"]: r for r in merged}
+    assert set(by_id) == {JS_ROOT, JS_LLM}
+
+    llm = by_id[JS_LLM]
+    assert (llm["kind"], llm["trace_id"], llm["parent_span_id"], llm["status"]) == ("llm", JS_ROOT, JS_ROOT, "ok")
+    assert llm["start_time"] == "2026-12-07T14:05:12.401002Z"
+    assert llm["end_time"] == 1796652313295  # JS sends end_time as epoch milliseconds
+    assert llm["latency_ms"] == pytest.approx(893.998)
+    assert llm["time_to_first_token_ms"] == pytest.approx(611.998)  # the first new_token event
+    assert (llm["input_tokens"], llm["output_tokens"], llm["total_tokens"]) == (31, 13, 44)
+    assert (llm["cached_input_tokens"], llm["reasoning_tokens"]) == (0, 0)
+    assert (llm["request_model"], llm["model"], llm["provider"]) == ("gpt-4o-mini", "gpt-4o-mini-2024-07-18",
+                                                                     "openai")
+    assert llm["output_text"] == "Annual plans can be refunded within 30 days of purchase."
+    assert [m["role"] for m in llm["input_messages"]] == ["system", "user"]
+    assert (llm["user_id"], llm["session_id"], llm["environment"]) == ("u-1042", "conv-77", "production")
+    meta = llm["metadata"]["langsmith"]
+    assert meta["patch_matched_by"] == "dotted_order" and meta["event_counts"] == {"new_token": 14}
+    assert meta["patched_from"] == ["2026/12/07/14/batch.json:1"]
+
+    root = by_id[JS_ROOT]
+    assert (root["kind"], root["parent_span_id"], root["output_text"]) == (
+        "chain", None, "Annual plans can be refunded within 30 days of purchase.")
+    assert root["latency_ms"] == pytest.approx(953.999)
+
+
+def test_js_sdk_patches_without_id_in_another_file_of_the_hour(tmp_path: Path) -> None:
+    batch = js_batch()
+    folder = landing_folder(tmp_path, JS_HOUR)
+    folder.mkdir(parents=True)
+    (folder / "a_post.json").write_text(json.dumps({"post": batch["post"]}))
+    (folder / "b_patch.json").write_text(json.dumps({"patch": batch["patch"]}))
+    result = ingest_files(sorted(folder.iterdir()), JS_HOUR, tmp_path)
+    assert result.quarantined.empty
+    assert result.audit.set_index("source_file")["spans_written"].to_dict() == {
+        "2026/12/07/14/a_post.json": 2, "2026/12/07/14/b_patch.json": 0}
+    span = result.spans.set_index("span_id").loc[JS_LLM]
+    assert span["source_file"] == "2026/12/07/14/a_post.json"
+    assert str(span["end_time"]) == "2026-12-07 14:05:13.295000+00:00"
+    assert span["latency_ms"] == pytest.approx(893.998)
+    assert span["time_to_first_token_ms"] == pytest.approx(611.998)
+    assert span["output_tokens"] == 13
+    meta = orjson.loads(span["metadata"])["langsmith"]
+    assert meta["patched_from"] == ["2026/12/07/14/b_patch.json:1"] and meta["patch_matched_by"] == "dotted_order"
+
+
+def without_id(run: dict[str, Any], *drop: str) -> dict[str, Any]:
+    return {k: v for k, v in run.items() if k not in ("id", *drop)}
+
+
+def test_patch_without_id_or_dotted_order_matches_the_only_run_of_its_trace() -> None:
+    batch = js_batch()
+    root_patch = without_id(batch["patch"][1], "dotted_order")
+    rows = rows_of(read_values({"post": batch["post"][:1]}, {"patch": [root_patch]}))
+    (row,), rejects = langsmith.postprocess(through_frame(rows, "f.json"))
+    assert rejects == []
+    assert row["span_id"] == JS_ROOT and row["end_time"] == 1796652313299
+    assert row["metadata"]["langsmith"]["patch_matched_by"] == "trace_id"
+
+
+def test_patch_without_id_that_names_no_run_is_an_orphan() -> None:
+    batch = js_batch()
+    by_dotted = batch["patch"][0]  # names the llm run, whose post is not in the hour
+    by_trace = dict(without_id(batch["patch"][1], "dotted_order"), trace_id="01a250d2-0000-7000-8000-000000000000")
+    rows = rows_of(read_values({"post": batch["post"][:1]}, {"patch": [by_dotted, by_trace]}))
+    merged, rejects = langsmith.postprocess(through_frame(rows, "b.json"))
+    assert [r["span_id"] for r in merged] == [JS_ROOT] and pd.isna(merged[0]["end_time"])
+    assert [(r.reason, r.span_id, r.trace_id, r.source_file, r.number) for r in rejects] == [
+        ("orphan_patch", JS_LLM, JS_ROOT, "b.json", 2),
+        ("orphan_patch", None, "01a250d2-0000-7000-8000-000000000000", "b.json", 2)]
+    assert rejects[0].detail == (f"record 2: patch[0] has no id; its dotted_order names run '{JS_LLM}', which has "
+                                 "no post or run in this export hour")
+    assert rejects[1].detail == ("record 2: patch[1] has no id or dotted_order, and no run of its trace_id "
+                                 "'01a250d2-0000-7000-8000-000000000000' is in this export hour")
+    assert all(r.raw and r.source_format == "langsmith" for r in rejects)
+
+
+def test_patch_without_id_or_dotted_order_in_a_trace_of_several_runs_is_ambiguous() -> None:
+    batch = js_batch()
+    llm_patch = without_id(batch["patch"][0], "dotted_order")
+    rows = rows_of(read_values(batch | {"patch": [llm_patch]}))
+    merged, rejects = langsmith.postprocess(through_frame(rows, "f.json"))
+    assert sorted(r["span_id"] for r in merged) == sorted([JS_ROOT, JS_LLM])
+    assert all(pd.isna(r["end_time"]) for r in merged)  # nothing merged into a guessed run
+    (reject,) = rejects
+    assert (reject.reason, reject.trace_id, reject.span_id) == ("ambiguous_patch", JS_ROOT, None)
+    assert reject.detail == (f"record 1: patch[0] has no id or dotted_order, and its trace_id '{JS_ROOT}' has 2 "
+                             "runs in this export hour: which one it completes is unknown")
+
+
+def test_patch_without_id_needs_a_readable_dotted_order_or_a_trace_id() -> None:
+    patch = js_batch()["patch"][0]
+    out = read_values({"patch": [
+        without_id(patch, "dotted_order", "trace_id"),
+        dict(without_id(patch), dotted_order="20261207T140512Znot-a-run"),
+        dict(without_id(patch), dotted_order=20261207),
+        dict(patch, id=""),  # an empty id counts as none: the dotted order still finds the run
+    ]})
+    assert [(r.reason, r.detail) for r in rejects_of(out)] == [
+        ("missing_required_field", "record 1: patch[0] has no id, dotted_order or trace_id to find its run by"),
+        ("invalid_type", "record 1: patch[1] has no id, and its dotted_order '20261207T140512Znot-a-run' does not "
+                         "end in a '<timestamp>Z<run uuid>' segment naming its run"),
+        ("invalid_type", "record 1: patch[2] has no id, and its dotted_order must be a string, got int"),
+    ]
+    (row,) = rows_of(out)
+    assert (row["span_id"], row["_matched_by"]) == (JS_LLM, "dotted_order")
+
+
+def test_posts_and_run_lists_still_need_an_id() -> None:
+    post = without_id(js_batch()["post"][1])
+    out = read_values({"post": [post]}, post)
+    assert [(r.reason, r.detail) for r in rejects_of(out)] == [
+        ("missing_required_field", "record 1: post[0].id is missing"),
+        ("missing_required_field", "record 2: run.id is missing")]
