@@ -107,6 +107,13 @@ def loads_lenient(value: Any) -> Any:
     return parsed
 
 
+def _unlimited(value: Any) -> bool:
+    """Infinity or NaN, as a float or as the text json/EventSerializer write for it: no value was set."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return isinstance(value, str) and value.strip() in ("Infinity", "-Infinity", "inf", "-inf", "NaN", "nan")
+
+
 def parameter_columns(params: Any) -> dict[str, Any]:
     """temperature / top_p / max_tokens and the rest as request_params, from a parameters object."""
     if not isinstance(params, dict):
@@ -116,10 +123,10 @@ def parameter_columns(params: Any) -> dict[str, Any]:
     for column, keys in PARAMETERS.items():
         key = next((k for k in keys if rest.get(k) is not None), None)
         if key is not None:
-            value = to_number(rest.pop(key))
-            # Langfuse's OpenAI wrapper writes max_tokens = inf when the call set none: not a limit.
-            out[column] = value if not (isinstance(value, float) and not math.isfinite(value)) else None
-    rest = {k: v for k, v in rest.items() if v is not None and not (isinstance(v, float) and not math.isfinite(v))}
+            value = rest.pop(key)
+            # Langfuse's OpenAI wrapper writes max_tokens = inf ("Infinity") when the call set none: no limit.
+            out[column] = None if _unlimited(value) else to_number(value)
+    rest = {k: v for k, v in rest.items() if v is not None and not _unlimited(v)}
     if rest:
         out["request_params"] = rest
     return out
