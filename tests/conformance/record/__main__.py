@@ -44,6 +44,8 @@ class Target:
 TARGETS = (
     Target("langfuse-observe", "langfuse", "lib_langfuse", "observe"),
     Target("langfuse-manual", "langfuse", "lib_langfuse", "manual"),
+    Target("logfire", "logfire", "lib_logfire", "v2"),
+    Target("logfire-v1", "logfire", "lib_logfire", "v1"),
 )
 
 
