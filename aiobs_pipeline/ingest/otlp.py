@@ -726,8 +726,11 @@ def _logfire_request(row: dict[str, Any]) -> bool:
 def postprocess(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Reject]]:
     """Fold each Logfire streaming-response log-span into its request span: one row per streamed call.
 
-    Logfire closes the request span when the response headers arrive and writes the usage and the answer on
-    a zero-length log-span once the stream has been read, in the request's context (same trace, same parent).
+    Logfire closes the request span when the response headers arrive and, once the stream has been read,
+    writes the usage and the answer on a zero-length log-span in the context the request was made in: the
+    same parent (so the same trace), or for a call outside any span a root of its own trace. A stream matches
+    the latest request span of the same parent (any root, for a root), model, user and session that ended by
+    the time the stream started being read (the log's time minus Logfire's `duration`, with STREAM_SLACK).
     The request row takes the stream's columns and its end, so latency covers the whole stream. A stream
     whose request span is not in this export hour stays a row of its own, spanning Logfire's `duration`.
     """
@@ -737,29 +740,46 @@ def postprocess(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[
     by_parent: dict[tuple[Any, Any], list[int]] = {}
     for i, row in enumerate(rows):
         if _logfire_request(row) and _missing(row.get("output_tokens")):
-            parent = None if _missing(row.get("parent_span_id")) else row.get("parent_span_id")
-            by_parent.setdefault((row.get("trace_id"), parent), []).append(i)
+            by_parent.setdefault(_parent_key(row), []).append(i)
     dropped: set[int] = set()
     for i in streams:
         stream = rows[i]
-        parent = None if _missing(stream.get("parent_span_id")) else stream.get("parent_span_id")
-        end = stream.get("end_time") if not _missing(stream.get("end_time")) else stream.get("start_time")
-        candidates = [j for j in by_parent.get((stream.get("trace_id"), parent), [])
-                      if j not in dropped and _started_before(rows[j], end)
-                      and rows[j].get("request_model") == stream.get("request_model")]
+        key = _parent_key(stream)
+        candidates = [j for j in by_parent.get(key, []) if _stream_of(rows[j], stream)]
         if not candidates:
             _orphan_stream(stream)
             continue
-        j = max(candidates, key=lambda k: rows[k]["start_time"])  # the latest request before the stream ended
-        by_parent[(stream.get("trace_id"), parent)].remove(j)
+        j = max(candidates, key=lambda k: rows[k]["start_time"])  # the latest request before the stream
+        by_parent[key].remove(j)
         _fold_stream(rows[j], stream)
         dropped.add(i)
     return [row for i, row in enumerate(rows) if i not in dropped], []
 
 
-def _started_before(row: dict[str, Any], end: Any) -> bool:
-    start = row.get("start_time")
-    return isinstance(start, datetime) and isinstance(end, datetime) and not _missing(start) and start <= end
+# How far a request span may end after the stream started being read (clock steps between the two spans).
+STREAM_SLACK = timedelta(seconds=1)
+# Columns that must agree between a stream and its request span.
+STREAM_MATCH = ("request_model", "user_id", "session_id", "app")
+
+
+def _parent_key(row: dict[str, Any]) -> tuple[Any, Any]:
+    parent = row.get("parent_span_id")
+    return (None, None) if _missing(parent) else (row.get("trace_id"), parent)
+
+
+def _stream_of(request: dict[str, Any], stream: dict[str, Any]) -> bool:
+    """Whether `stream` can be the streaming-response log of `request` (see postprocess)."""
+    if any((None if _missing(request.get(c)) else request.get(c)) != (None if _missing(stream.get(c)) else
+                                                                       stream.get(c)) for c in STREAM_MATCH):
+        return False
+    start, end = request.get("start_time"), request.get("end_time")
+    logged = stream.get("end_time") if not _missing(stream.get("end_time")) else stream.get("start_time")
+    if not isinstance(start, datetime) or not isinstance(logged, datetime) or _missing(start) or start > logged:
+        return False
+    duration = to_number((stream.get("metadata") or {}).get("duration"))
+    if _is_count(duration) and isinstance(end, datetime) and not _missing(end):
+        return end <= logged - timedelta(seconds=duration) + STREAM_SLACK
+    return True
 
 
 def _fold_stream(request: dict[str, Any], stream: dict[str, Any]) -> None:

@@ -336,3 +336,23 @@ def test_drop_vectors_leaves_other_metadata_alone() -> None:
 def test_postprocess_without_logfire_rows_returns_them_unchanged() -> None:
     rows = [{"span_id": "x", "kind": "llm", "metadata": {"a": 1}}]
     assert otlp.postprocess(rows) == (rows, [])
+
+
+def test_logfire_root_stream_in_its_own_trace_folds_into_the_root_request(tmp_path: Path) -> None:
+    # Outside any span Logfire logs the stream in the request's (empty) context: a root of a new trace.
+    req, log = logfire_pair(parent="")
+    log = {**log, "traceId": "ab" * 16}
+    result = ingest(tmp_path, lines(request(req, log)))
+    assert list(result.spans["span_id"]) == ["b1"]
+    assert result.spans.iloc[0]["output_tokens"] == 7
+
+
+def test_logfire_stream_of_another_user_or_too_late_is_not_folded(tmp_path: Path) -> None:
+    req, log = logfire_pair(parent="")
+    other = {**log, "attributes": [a for a in log["attributes"] if a["key"] != "user_id"]}
+    result = ingest(tmp_path, lines(request(req, other)))
+    assert sorted(result.spans["span_id"]) == ["b1", "b2"]
+    # A stream read 5 s after a request closed (duration 1.2 s) belongs to some later request.
+    late = {**log, "startTimeUnixNano": str(START + 6_215 * MS), "endTimeUnixNano": str(START + 6_215 * MS)}
+    result = ingest(tmp_path, lines(request(req, late)))
+    assert sorted(result.spans["span_id"]) == ["b1", "b2"]
