@@ -729,8 +729,8 @@ def postprocess(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[
     Logfire closes the request span when the response headers arrive and, once the stream has been read,
     writes the usage and the answer on a zero-length log-span in the context the request was made in: the
     same parent (so the same trace), or for a call outside any span a root of its own trace. A stream matches
-    the latest request span of the same parent (any root, for a root), model, user and session that ended by
-    the time the stream started being read (the log's time minus Logfire's `duration`, with STREAM_SLACK).
+    the latest request span of the same parent (any root, for a root), model, user and session that ended
+    when the stream started being read (the log's time minus Logfire's `duration`, within STREAM_SLACK).
     The request row takes the stream's columns and its end, so latency covers the whole stream. A stream
     whose request span is not in this export hour stays a row of its own, spanning Logfire's `duration`.
     """
@@ -756,7 +756,8 @@ def postprocess(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[
     return [row for i, row in enumerate(rows) if i not in dropped], []
 
 
-# How far a request span may end after the stream started being read (clock steps between the two spans).
+# How far apart a request span's end and the start of reading its stream may be: the app reads the stream
+# right after the call returns, and the two times come from different clock reads.
 STREAM_SLACK = timedelta(seconds=1)
 # Columns that must agree between a stream and its request span.
 STREAM_MATCH = ("request_model", "user_id", "session_id", "app")
@@ -778,7 +779,7 @@ def _stream_of(request: dict[str, Any], stream: dict[str, Any]) -> bool:
         return False
     duration = to_number((stream.get("metadata") or {}).get("duration"))
     if _is_count(duration) and isinstance(end, datetime) and not _missing(end):
-        return end <= logged - timedelta(seconds=duration) + STREAM_SLACK
+        return abs(end - (logged - timedelta(seconds=duration))) <= STREAM_SLACK
     return True
 
 
