@@ -758,7 +758,7 @@ def postprocess(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[
 
 # How far apart a request span's end and the start of reading its stream may be: the app reads the stream
 # right after the call returns, and the two times come from different clock reads.
-STREAM_SLACK = timedelta(seconds=1)
+STREAM_SLACK = timedelta(seconds=10)
 # Columns that must agree between a stream and its request span.
 STREAM_MATCH = ("request_model", "user_id", "session_id", "app")
 

@@ -352,7 +352,7 @@ def test_logfire_stream_of_another_user_or_too_late_is_not_folded(tmp_path: Path
     other = {**log, "attributes": [a for a in log["attributes"] if a["key"] != "user_id"]}
     result = ingest(tmp_path, lines(request(req, other)))
     assert sorted(result.spans["span_id"]) == ["b1", "b2"]
-    # A stream read 5 s after a request closed (duration 1.2 s) belongs to some later request.
-    late = {**log, "startTimeUnixNano": str(START + 6_215 * MS), "endTimeUnixNano": str(START + 6_215 * MS)}
+    # A stream read 20 s after a request closed (duration 1.2 s) belongs to some later request.
+    late = {**log, "startTimeUnixNano": str(START + 21_215 * MS), "endTimeUnixNano": str(START + 21_215 * MS)}
     result = ingest(tmp_path, lines(request(req, late)))
     assert sorted(result.spans["span_id"]) == ["b1", "b2"]
