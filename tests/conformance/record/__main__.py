@@ -46,6 +46,9 @@ TARGETS = (
     Target("langfuse-manual", "langfuse", "lib_langfuse", "manual"),
     Target("logfire", "logfire", "lib_logfire", "v2"),
     Target("logfire-v1", "logfire", "lib_logfire", "v1"),
+    Target("openllmetry", "openllmetry", "lib_openllmetry", "attributes"),
+    Target("openllmetry-events", "openllmetry", "lib_openllmetry", "events"),
+    Target("openllmetry-0.33", "openllmetry-old", "lib_openllmetry", "attributes"),
 )
 
 
