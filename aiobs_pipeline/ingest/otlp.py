@@ -552,6 +552,119 @@ def normalise_tokens(row: SpanRow) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Cross-span work over a whole export hour (ingest.partition calls this with every otlp row of the hour).
+
+# Columns a Logfire streaming-response log-span fills on its request span: what only the stream knows.
+STREAM_COLUMNS = ("response_model", "model", "input_tokens", "output_tokens", "total_tokens", "cached_input_tokens",
+                  "cache_write_tokens", "reasoning_tokens", "reported_cost_usd", "output_messages", "output_text",
+                  "input_messages", "time_to_first_token_ms")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value != value  # NaN / NaT, as pandas gives missing values back
+
+
+def _logfire_stream(row: dict[str, Any]) -> bool:
+    metadata = row.get("metadata")
+    template = metadata.get(dialects.LOGFIRE_TEMPLATE) if isinstance(metadata, dict) else None
+    return isinstance(template, str) and template.startswith(dialects.LOGFIRE_STREAM_TEMPLATE)
+
+
+def _logfire_request(row: dict[str, Any]) -> bool:
+    metadata = row.get("metadata")
+    template = metadata.get(dialects.LOGFIRE_TEMPLATE) if isinstance(metadata, dict) else None
+    return isinstance(template, str) and not template.startswith(dialects.LOGFIRE_STREAM_TEMPLATE) \
+        and row.get("kind") == "llm"
+
+
+def postprocess(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Reject]]:
+    """Fold each Logfire streaming-response log-span into its request span: one row per streamed call.
+
+    Logfire closes the request span when the response headers arrive and, once the stream has been read,
+    writes the usage and the answer on a zero-length log-span in the context the request was made in: the
+    same parent (so the same trace), or for a call outside any span a root of its own trace. A stream matches
+    the latest request span of the same parent (any root, for a root), model, user and session that ended
+    when the stream started being read (the log's time minus Logfire's `duration`, within STREAM_SLACK).
+    The request row takes the stream's columns and its end, so latency covers the whole stream. A stream
+    whose request span is not in this export hour stays a row of its own, spanning Logfire's `duration`.
+    """
+    streams = [i for i, row in enumerate(rows) if _logfire_stream(row)]
+    if not streams:
+        return rows, []
+    by_parent: dict[tuple[Any, Any], list[int]] = {}
+    for i, row in enumerate(rows):
+        if _logfire_request(row) and _missing(row.get("output_tokens")):
+            by_parent.setdefault(_parent_key(row), []).append(i)
+    dropped: set[int] = set()
+    for i in streams:
+        stream = rows[i]
+        key = _parent_key(stream)
+        candidates = [j for j in by_parent.get(key, []) if _stream_of(rows[j], stream)]
+        if not candidates:
+            _orphan_stream(stream)
+            continue
+        j = max(candidates, key=lambda k: rows[k]["start_time"])  # the latest request before the stream
+        by_parent[key].remove(j)
+        _fold_stream(rows[j], stream)
+        dropped.add(i)
+    return [row for i, row in enumerate(rows) if i not in dropped], []
+
+
+# How far apart a request span's end and the start of reading its stream may be: the app reads the stream
+# right after the call returns, and the two times come from different clock reads.
+STREAM_SLACK = timedelta(seconds=10)
+# Columns that must agree between a stream and its request span.
+STREAM_MATCH = ("request_model", "user_id", "session_id", "app")
+
+
+def _parent_key(row: dict[str, Any]) -> tuple[Any, Any]:
+    parent = row.get("parent_span_id")
+    return (None, None) if _missing(parent) else (row.get("trace_id"), parent)
+
+
+def _stream_of(request: dict[str, Any], stream: dict[str, Any]) -> bool:
+    """Whether `stream` can be the streaming-response log of `request` (see postprocess)."""
+    if any((None if _missing(request.get(c)) else request.get(c)) != (None if _missing(stream.get(c)) else
+                                                                       stream.get(c)) for c in STREAM_MATCH):
+        return False
+    start, end = request.get("start_time"), request.get("end_time")
+    logged = stream.get("end_time") if not _missing(stream.get("end_time")) else stream.get("start_time")
+    if not isinstance(start, datetime) or not isinstance(logged, datetime) or _missing(start) or start > logged:
+        return False
+    duration = to_number((stream.get("metadata") or {}).get("duration"))
+    if _is_count(duration) and isinstance(end, datetime) and not _missing(end):
+        return abs(end - (logged - timedelta(seconds=duration))) <= STREAM_SLACK
+    return True
+
+
+def _fold_stream(request: dict[str, Any], stream: dict[str, Any]) -> None:
+    for column in STREAM_COLUMNS:
+        if _missing(request.get(column)) and not _missing(stream.get(column)):
+            request[column] = stream[column]
+    end = stream.get("end_time") if not _missing(stream.get("end_time")) else stream.get("start_time")
+    if isinstance(end, datetime) and (_missing(request.get("end_time")) or end > request["end_time"]):
+        request["end_time"] = end
+    if isinstance(request.get("start_time"), datetime) and isinstance(request.get("end_time"), datetime):
+        request["latency_ms"] = (request["end_time"] - request["start_time"]) / _MS
+    metadata = dict(request.get("metadata") or {})
+    stream_meta = stream.get("metadata") or {}
+    metadata["logfire.stream"] = {"span_id": stream.get("span_id"), "duration": stream_meta.get("duration")}
+    request["metadata"] = metadata
+
+
+def _orphan_stream(stream: dict[str, Any]) -> None:
+    metadata = dict(stream.get("metadata") or {})
+    duration = to_number(metadata.get("duration"))
+    end = stream.get("end_time") if not _missing(stream.get("end_time")) else stream.get("start_time")
+    if _is_count(duration) and isinstance(end, datetime):
+        stream["start_time"] = end - timedelta(seconds=duration)
+        stream["end_time"] = end
+        stream["latency_ms"] = duration * 1000.0
+    metadata["aiobs.logfire_stream"] = "request span not in this export hour; latency is the stream's duration"
+    stream["metadata"] = metadata
+
+
+# ---------------------------------------------------------------------------------------------------------
 # OpenTelemetry GenAI attributes.
 
 
@@ -696,115 +809,3 @@ def _event_body(attributes: dict[str, Any]) -> dict[str, Any]:
         body["content"] = content
     return body
 
-
-# ---------------------------------------------------------------------------------------------------------
-# Cross-span work over a whole export hour (ingest.partition calls this with every otlp row of the hour).
-
-# Columns a Logfire streaming-response log-span fills on its request span: what only the stream knows.
-STREAM_COLUMNS = ("response_model", "model", "input_tokens", "output_tokens", "total_tokens", "cached_input_tokens",
-                  "cache_write_tokens", "reasoning_tokens", "reported_cost_usd", "output_messages", "output_text",
-                  "input_messages", "time_to_first_token_ms")
-
-
-def _missing(value: Any) -> bool:
-    return value is None or value != value  # NaN / NaT, as pandas gives missing values back
-
-
-def _logfire_stream(row: dict[str, Any]) -> bool:
-    metadata = row.get("metadata")
-    template = metadata.get(dialects.LOGFIRE_TEMPLATE) if isinstance(metadata, dict) else None
-    return isinstance(template, str) and template.startswith(dialects.LOGFIRE_STREAM_TEMPLATE)
-
-
-def _logfire_request(row: dict[str, Any]) -> bool:
-    metadata = row.get("metadata")
-    template = metadata.get(dialects.LOGFIRE_TEMPLATE) if isinstance(metadata, dict) else None
-    return isinstance(template, str) and not template.startswith(dialects.LOGFIRE_STREAM_TEMPLATE) \
-        and row.get("kind") == "llm"
-
-
-def postprocess(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Reject]]:
-    """Fold each Logfire streaming-response log-span into its request span: one row per streamed call.
-
-    Logfire closes the request span when the response headers arrive and, once the stream has been read,
-    writes the usage and the answer on a zero-length log-span in the context the request was made in: the
-    same parent (so the same trace), or for a call outside any span a root of its own trace. A stream matches
-    the latest request span of the same parent (any root, for a root), model, user and session that ended
-    when the stream started being read (the log's time minus Logfire's `duration`, within STREAM_SLACK).
-    The request row takes the stream's columns and its end, so latency covers the whole stream. A stream
-    whose request span is not in this export hour stays a row of its own, spanning Logfire's `duration`.
-    """
-    streams = [i for i, row in enumerate(rows) if _logfire_stream(row)]
-    if not streams:
-        return rows, []
-    by_parent: dict[tuple[Any, Any], list[int]] = {}
-    for i, row in enumerate(rows):
-        if _logfire_request(row) and _missing(row.get("output_tokens")):
-            by_parent.setdefault(_parent_key(row), []).append(i)
-    dropped: set[int] = set()
-    for i in streams:
-        stream = rows[i]
-        key = _parent_key(stream)
-        candidates = [j for j in by_parent.get(key, []) if _stream_of(rows[j], stream)]
-        if not candidates:
-            _orphan_stream(stream)
-            continue
-        j = max(candidates, key=lambda k: rows[k]["start_time"])  # the latest request before the stream
-        by_parent[key].remove(j)
-        _fold_stream(rows[j], stream)
-        dropped.add(i)
-    return [row for i, row in enumerate(rows) if i not in dropped], []
-
-
-# How far apart a request span's end and the start of reading its stream may be: the app reads the stream
-# right after the call returns, and the two times come from different clock reads.
-STREAM_SLACK = timedelta(seconds=10)
-# Columns that must agree between a stream and its request span.
-STREAM_MATCH = ("request_model", "user_id", "session_id", "app")
-
-
-def _parent_key(row: dict[str, Any]) -> tuple[Any, Any]:
-    parent = row.get("parent_span_id")
-    return (None, None) if _missing(parent) else (row.get("trace_id"), parent)
-
-
-def _stream_of(request: dict[str, Any], stream: dict[str, Any]) -> bool:
-    """Whether `stream` can be the streaming-response log of `request` (see postprocess)."""
-    if any((None if _missing(request.get(c)) else request.get(c)) != (None if _missing(stream.get(c)) else
-                                                                       stream.get(c)) for c in STREAM_MATCH):
-        return False
-    start, end = request.get("start_time"), request.get("end_time")
-    logged = stream.get("end_time") if not _missing(stream.get("end_time")) else stream.get("start_time")
-    if not isinstance(start, datetime) or not isinstance(logged, datetime) or _missing(start) or start > logged:
-        return False
-    duration = to_number((stream.get("metadata") or {}).get("duration"))
-    if _is_count(duration) and isinstance(end, datetime) and not _missing(end):
-        return abs(end - (logged - timedelta(seconds=duration))) <= STREAM_SLACK
-    return True
-
-
-def _fold_stream(request: dict[str, Any], stream: dict[str, Any]) -> None:
-    for column in STREAM_COLUMNS:
-        if _missing(request.get(column)) and not _missing(stream.get(column)):
-            request[column] = stream[column]
-    end = stream.get("end_time") if not _missing(stream.get("end_time")) else stream.get("start_time")
-    if isinstance(end, datetime) and (_missing(request.get("end_time")) or end > request["end_time"]):
-        request["end_time"] = end
-    if isinstance(request.get("start_time"), datetime) and isinstance(request.get("end_time"), datetime):
-        request["latency_ms"] = (request["end_time"] - request["start_time"]) / _MS
-    metadata = dict(request.get("metadata") or {})
-    stream_meta = stream.get("metadata") or {}
-    metadata["logfire.stream"] = {"span_id": stream.get("span_id"), "duration": stream_meta.get("duration")}
-    request["metadata"] = metadata
-
-
-def _orphan_stream(stream: dict[str, Any]) -> None:
-    metadata = dict(stream.get("metadata") or {})
-    duration = to_number(metadata.get("duration"))
-    end = stream.get("end_time") if not _missing(stream.get("end_time")) else stream.get("start_time")
-    if _is_count(duration) and isinstance(end, datetime):
-        stream["start_time"] = end - timedelta(seconds=duration)
-        stream["end_time"] = end
-        stream["latency_ms"] = duration * 1000.0
-    metadata["aiobs.logfire_stream"] = "request span not in this export hour; latency is the stream's duration"
-    stream["metadata"] = metadata
