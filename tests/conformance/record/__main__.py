@@ -49,6 +49,16 @@ TARGETS = (
     Target("openllmetry", "openllmetry", "lib_openllmetry", "attributes"),
     Target("openllmetry-events", "openllmetry", "lib_openllmetry", "events"),
     Target("openllmetry-0.33", "openllmetry-old", "lib_openllmetry", "attributes"),
+    Target("openlit", "openlit", "lib_openlit"),
+    Target("otel-official", "otel-official", "lib_otel_official", "span_only",
+           (("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental"),
+            ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY"))),
+    Target("otel-official-events", "otel-official", "lib_otel_official", "event_only",
+           (("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental"),
+            ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "EVENT_ONLY"))),
+    Target("otel-official-legacy", "otel-official", "lib_otel_official", "legacy",
+           (("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true"),)),
+    Target("openinference", "openinference", "lib_openinference"),
 )
 
 
