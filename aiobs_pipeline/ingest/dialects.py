@@ -132,6 +132,14 @@ def parameter_columns(params: Any) -> dict[str, Any]:
     return out
 
 
+def embedding_inputs(value: Any) -> list[dict[str, Any]] | None:
+    """An embedding call's input texts as user messages (the GenAI shape); None for token ids or other values."""
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        return None
+    return [{"role": "user", "content": text} for text in texts]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Langfuse SDK v3+ (OpenTelemetry-based): `langfuse.observation.*` on every span it creates.
 LANGFUSE_TYPE = "langfuse.observation.type"
@@ -192,7 +200,7 @@ def map_langfuse(attributes: dict[str, Any], start: Any) -> tuple[dict[str, Any]
     fields["reported_cost_usd"] = langfuse_cost(values["cost"])
     fields.update(parameter_columns(loads_lenient(values["parameters"])))
     inputs, outputs = loads_lenient(values["input"]), loads_lenient(values["output"])
-    messages = to_messages(inputs)
+    messages = embedding_inputs(inputs) if kind == "embedding" else to_messages(inputs)
     if messages is None and isinstance(inputs, str) and kind == "llm":
         messages = [{"role": "user", "content": inputs}]
     if messages is not None:
@@ -280,8 +288,10 @@ def map_logfire(attributes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         if fields["input_messages"] is None and messages is not None:
             rest["messages"] = messages
         embed_input = rest.pop("input", None)
-        if embed_input is not None:
-            attrs["request_data.input"] = embed_input  # an embedding's texts (or a Responses input)
+        if fields["input_messages"] is None and fields["kind"] == "embedding":
+            fields["input_messages"] = embedding_inputs(embed_input)
+        if embed_input is not None and fields["input_messages"] is None:
+            attrs["request_data.input"] = embed_input  # token ids, a Responses API input, ...
         fields.update(parameter_columns(rest))
     elif request is not None:
         attrs["request_data"] = request
@@ -331,12 +341,14 @@ def _is_vector(value: Any) -> bool:
 def drop_vectors(metadata: dict[str, Any]) -> dict[str, Any] | None:
     """Remove embedding vectors from metadata in place; return {count, dimensions} when any were found."""
     dimensions: set[int] = set()
-    count = 0
+    # The same vectors are often kept twice (OpenInference: attributes and the response JSON): the count is
+    # the larger of the two, not their sum.
+    count = keyed = 0
     for key in list(metadata):
         value = metadata[key]
         if key.startswith("embedding.embeddings.") and key.endswith(VECTOR_SUFFIXES):
             del metadata[key]
-            count += 1
+            keyed += 1
             if _is_vector(value):
                 dimensions.add(len(value))
             continue
@@ -353,6 +365,7 @@ def drop_vectors(metadata: dict[str, Any]) -> dict[str, Any] | None:
                 # The response without its vectors: model, usage, object, index.
                 metadata[key] = parsed
                 count = max(count, len(found))
+    count = max(count, keyed)
     if not count:
         return None
     return {"count": count, "dimensions": sorted(dimensions)[0] if len(dimensions) == 1 else sorted(dimensions)}

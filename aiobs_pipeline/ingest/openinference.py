@@ -320,6 +320,11 @@ def _map_messages(flat: dict[str, Any], used: set[str], fields: dict[str, Any]) 
         if items:
             used.update(k for k in flat if k.startswith(prefix + "."))
             fields[column] = [_message(item) for item in items]
+    texts = [e.get("embedding.text") for e in indexed(flat, "embedding.embeddings")]
+    if fields.get("input_messages") is None and texts and all(isinstance(t, str) for t in texts):
+        # An embedding call's inputs, as the GenAI conventions carry them: one user message per text.
+        used.update(k for k in flat if k.startswith("embedding.embeddings.") and k.endswith(".embedding.text"))
+        fields["input_messages"] = [{"role": "user", "content": t} for t in texts]
     prompts = indexed(flat, "llm.prompts")
     # Only OpenInference's {prompt.text}; OpenLLMetry's older llm.prompts.N.role/content is left to otlp.
     if fields.get("input_messages") is None and any("prompt.text" in p for p in prompts):

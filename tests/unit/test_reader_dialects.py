@@ -98,7 +98,7 @@ def test_langfuse_embedding_is_an_embedding_row() -> None:
     assert (row["kind"], row["model"], row["input_tokens"]) == ("embedding", "text-embedding-3-small", 8)
     assert row["output_tokens"] is None and row["output_text"] is None
     assert row["metadata"]["langfuse.observation.output"] == {"dimensions": 1536, "count": 1}
-    assert row["metadata"]["langfuse.observation.input"] == "refund policy"
+    assert row["input_messages"] == [{"role": "user", "content": "refund policy"}]
 
 
 @pytest.mark.parametrize(("observation_type", "kind"), [("span", "chain"), ("agent", "chain"), ("tool", "tool"),
@@ -219,7 +219,7 @@ def test_logfire_embedding_span() -> None:
              "response_data": json.dumps({"usage": {"prompt_tokens": 3, "total_tokens": 3}})}
     row = one(request(span("d2", "Embedding Creation with 'text-embedding-3-small'", attrs)))
     assert (row["kind"], row["input_tokens"], row["model"]) == ("embedding", 3, "text-embedding-3-small")
-    assert row["metadata"]["request_data.input"] == "refund policy"
+    assert row["input_messages"] == [{"role": "user", "content": "refund policy"}]
     assert row["request_params"] == {"encoding_format": "base64"}
 
 
