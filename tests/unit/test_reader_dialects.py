@@ -356,3 +356,16 @@ def test_logfire_stream_of_another_user_or_too_late_is_not_folded(tmp_path: Path
     late = {**log, "startTimeUnixNano": str(START + 21_215 * MS), "endTimeUnixNano": str(START + 21_215 * MS)}
     result = ingest(tmp_path, lines(request(req, late)))
     assert sorted(result.spans["span_id"]) == ["b1", "b2"]
+
+
+def test_every_dialect_attribute_is_documented() -> None:
+    from aiobs_pipeline.ingest import openinference
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text(encoding="utf-8")
+    keys = [k for table in (dialects.GENAI_EXTRA, dialects.LANGFUSE, dialects.LOGFIRE) for ks in table.values()
+            for k in ks]
+    keys += [*dialects.TTFT_SECONDS, *dialects.REQUEST_USER, *dialects.LOGFIRE_KINDS, *dialects.CHUNK_EVENTS,
+             dialects.LANGFUSE_TYPE]
+    keys += [k for table in (openinference.COMMON_SPAN, openinference.COMMON_LOW) for ks in table.values() for k in ks]
+    missing = [k for k in keys if k not in text]
+    assert not missing, f"docs/formats.md does not mention: {missing}"
