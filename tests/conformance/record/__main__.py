@@ -102,9 +102,9 @@ def collect(landing: Path, folder: Path) -> dict[str, int]:
     return counts
 
 
-def record(target: Target, base_url: str, venv: Path) -> None:
-    """Run one script and write its fixture folder."""
-    folder = FIXTURES / target.name
+def record(target: Target, base_url: str, venv: Path, out: Path = FIXTURES) -> None:
+    """Run one script and write its fixture folder under `out`."""
+    folder = out / target.name
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"aiobs-record-{target.name}-") as tmp:
         landing = Path(tmp) / "landing"
@@ -130,7 +130,7 @@ def record(target: Target, base_url: str, venv: Path) -> None:
     data["installed"] = installed(venv)
     data["regenerate"] = f"python -m tests.conformance.record --only {target.name}"
     manifest.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    print(f"{target.name}: {counts} -> {folder.relative_to(ROOT)}", flush=True)
+    print(f"{target.name}: {counts} -> {folder}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a fixture name or a requirements name (repeatable); default: all of "
                              + ", ".join(t.name for t in TARGETS))
     parser.add_argument("--rebuild", action="store_true", help="recreate the virtualenvs first")
+    parser.add_argument("--out", type=Path, default=FIXTURES,
+                        help="where the fixture folders go (default tests/fixtures/conformance; another folder "
+                             "to compare a fresh recording with the committed one)")
     args = parser.parse_args(argv)
     known = {t.name for t in TARGETS} | {t.requirements for t in TARGETS}
     unknown = [name for name in args.only if name not in known]
@@ -150,12 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     for target in targets:
         if target.requirements not in venvs:
             venvs[target.requirements] = build_venv(target.requirements, args.rebuild)
-    options = {k: v for k, v in common.SERVER_OPTIONS.items()}
-    with start_llm_server(**options) as server:
+    failed = []
+    with start_llm_server(**common.SERVER_OPTIONS) as server:
         for target in targets:
             server.reset()
-            record(target, server.base_url, venvs[target.requirements])
-    return 0
+            try:
+                record(target, server.base_url, venvs[target.requirements], args.out.resolve())
+            except (RuntimeError, subprocess.TimeoutExpired) as error:
+                # One library failing must not stop the others; its folder keeps the previous recording.
+                print(f"FAILED {target.name}: {error}", file=sys.stderr, flush=True)
+                failed.append(target.name)
+    if failed:
+        print(f"{len(failed)} of {len(targets)} recordings failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -180,8 +180,24 @@ class Recording:
         self._entry("embeddings", request, user_id, session_id, response, started, ended)
         return result
 
+    def expected_identity(self, call: dict[str, Any]) -> dict[str, str | None]:
+        """The user and session a reader should find for a call, given how this library records them.
+
+        A user set through the library (explicit, baggage, association properties) beats the request's
+        `user` field; a library that records only the request's `user` gives that; one that records
+        neither gives none.
+        """
+        how = self.captures.get("user_session")
+        if how in ("explicit", "baggage", "association_properties"):
+            return {"user_id": call["user_id"], "session_id": call["session_id"]}
+        if how == "request_user":
+            return {"user_id": call["request_user"], "session_id": None}
+        return {"user_id": None, "session_id": None}
+
     def write(self, path: Path) -> None:
         """The manifest as JSON: library, versions, mode, settings, what it captures, and every call."""
+        for call in self.calls:
+            call["expected"] = self.expected_identity(call)
         manifest = {
             "library": self.library,
             "mode": self.mode,

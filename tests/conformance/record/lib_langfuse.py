@@ -21,7 +21,9 @@ def main() -> None:
     langfuse = Langfuse(**SETTINGS, span_exporter=c.span_exporter(args.landing))
     recording = c.Recording(
         library="langfuse", mode=args.mode, distributions=("langfuse",),
-        settings={**SETTINGS, "span_exporter": "aiobs OtlpJsonFileSpanExporter (replaces Langfuse's OTLP export)",
+        settings={**{k: v for k, v in SETTINGS.items() if not k.endswith("_key")},
+                  "public_key, secret_key": "dummy values (the SDK disables itself without keys; nothing is sent)",
+                  "span_exporter": "aiobs OtlpJsonFileSpanExporter (replaces Langfuse's OTLP export)",
                   "path": "@observe + langfuse.openai.OpenAI" if args.mode == "observe"
                   else "start_as_current_observation(as_type='generation' / 'embedding') + openai.OpenAI",
                   "user_session": "langfuse.propagate_attributes(user_id=, session_id=)"},
