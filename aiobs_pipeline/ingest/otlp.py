@@ -808,4 +808,3 @@ def _event_body(attributes: dict[str, Any]) -> dict[str, Any]:
     elif content is not None:
         body["content"] = content
     return body
-
