@@ -577,6 +577,15 @@ def _logfire_request(row: dict[str, Any]) -> bool:
         and row.get("kind") == "llm"
 
 
+def postprocess_wanted(frame: Any) -> bool:
+    """Whether a file's rows (a DataFrame) hold a Logfire streaming-response span, so postprocess has work."""
+    if frame is None or "name" not in frame:
+        return False
+    names = frame["name"]
+    # Logfire names a span by its message template; the metadata check in postprocess is the exact one.
+    return bool(names.astype("string").str.startswith(dialects.LOGFIRE_STREAM_TEMPLATE, na=False).any())
+
+
 def postprocess(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Reject]]:
     """Fold each Logfire streaming-response log-span into its request span: one row per streamed call.
 

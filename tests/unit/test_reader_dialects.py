@@ -369,3 +369,12 @@ def test_every_dialect_attribute_is_documented() -> None:
     keys += [k for table in (openinference.COMMON_SPAN, openinference.COMMON_LOW) for ks in table.values() for k in ks]
     missing = [k for k in keys if k not in text]
     assert not missing, f"docs/formats.md does not mention: {missing}"
+
+
+def test_postprocess_is_wanted_only_for_hours_with_logfire_streams() -> None:
+    import pandas as pd
+
+    assert not otlp.postprocess_wanted(pd.DataFrame({"name": ["chat gpt-4o", None]}))
+    assert not otlp.postprocess_wanted(None)
+    assert otlp.postprocess_wanted(pd.DataFrame(
+        {"name": ["chat", "streaming response from {request_data[model]!r} took {duration:.2f}s"]}))
