@@ -561,7 +561,12 @@ STREAM_COLUMNS = ("response_model", "model", "input_tokens", "output_tokens", "t
 
 
 def _missing(value: Any) -> bool:
-    return value is None or value != value  # NaN / NaT, as pandas gives missing values back
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN / NaT, as pandas gives missing values back
+    except TypeError:
+        return True  # pd.NA, whose comparisons are NA themselves
 
 
 def _logfire_stream(row: dict[str, Any]) -> bool:

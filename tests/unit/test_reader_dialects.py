@@ -378,3 +378,25 @@ def test_postprocess_is_wanted_only_for_hours_with_logfire_streams() -> None:
     assert not otlp.postprocess_wanted(None)
     assert otlp.postprocess_wanted(pd.DataFrame(
         {"name": ["chat", "streaming response from {request_data[model]!r} took {duration:.2f}s"]}))
+
+
+def test_unreadable_logfire_and_langfuse_values_stay_in_metadata_or_reach_the_row_rules(tmp_path: Path) -> None:
+    logfire = {"logfire.msg_template": "Chat Completion with {request_data[model]!r}",
+               "request_data": "{not json", "response_data": json.dumps([1, 2])}
+    bad_usage = langfuse_generation(**{"langfuse.observation.usage_details": json.dumps({"input": -3,
+                                                                                        "output": 2})})
+    result = ingest(tmp_path, lines(request(span("aa", "Chat Completion with 'x'", logfire),
+                                            span("ab", "g", bad_usage, kind=1))))
+    kept = result.spans.iloc[0]
+    assert kept["span_id"] == "aa" and kept["kind"] == "llm"
+    assert orjson.loads(kept["metadata"])["request_data"] == "{not json"
+    assert orjson.loads(kept["metadata"])["response_data"] == [1, 2]
+    (reason, detail), = result.quarantined[["reason", "detail"]].itertuples(index=False)
+    assert reason == "negative_value" and "input_tokens" in detail
+
+
+def test_missing_values_as_pandas_gives_them_back() -> None:
+    import pandas as pd
+
+    assert otlp._missing(None) and otlp._missing(float("nan")) and otlp._missing(pd.NaT) and otlp._missing(pd.NA)
+    assert not otlp._missing(0) and not otlp._missing("") and not otlp._missing({"a": 1})
