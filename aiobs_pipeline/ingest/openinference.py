@@ -418,7 +418,7 @@ def map_common(attributes: dict[str, Any], resource: dict[str, Any]
         fields[column] = as_str(value)
     for column, keys in COMMON_LOW.items():
         if fields.get(column) is None:
-            key = next((k for k in keys if rest.get(k) is not None), None)
+            key = next((k for k in keys if rest.get(k) not in (None, "")), None)
             fields[column] = as_str(rest.pop(key)) if key is not None else None
     for column, keys in COMMON_FALLBACK.items():
         if fields.get(column) is None:
