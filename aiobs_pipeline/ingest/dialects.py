@@ -257,6 +257,9 @@ LOGFIRE = {
     "request": ("request_data",),
     "response": ("response_data",),
     "usage_raw": ("gen_ai.usage.raw",),
+    # Responses API (version 1): the conversation as OTel-style event dicts {event.name, role, content, ...},
+    # the answer's appended with role assistant once the response is in.
+    "events": ("events",),
 }
 
 
@@ -314,7 +317,29 @@ def map_logfire(attributes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     elif response is not None:
         attrs["response_data"] = response
     fields.update(usage)
+    events = loads_lenient(_take(attrs, LOGFIRE["events"]))
+    inputs, outputs = _logfire_events(events)
+    if inputs is None and outputs is None:
+        if events is not None:
+            attrs["events"] = events
+    else:
+        fields["input_messages"] = fields.get("input_messages") or inputs
+        if outputs and not fields.get("output_messages"):
+            fields["output_messages"] = outputs
+            fields["output_text"] = reply_text(outputs)
     return fields, attrs
+
+
+def _logfire_events(events: Any) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+    """(input, output) messages from Logfire's `events` list; the trailing assistant messages are the answer."""
+    if not isinstance(events, list) or not events or not all(
+            isinstance(e, dict) and str(e.get("event.name", "")).startswith("gen_ai.") for e in events):
+        return None, None
+    messages = to_messages([{k: v for k, v in e.items() if k != "event.name"} for e in events], "user") or []
+    split = len(messages)
+    while split and messages[split - 1].get("role") == "assistant":
+        split -= 1
+    return messages[:split] or None, messages[split:] or None
 
 
 # ---------------------------------------------------------------------------------------------------------

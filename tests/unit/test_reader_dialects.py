@@ -400,3 +400,18 @@ def test_missing_values_as_pandas_gives_them_back() -> None:
 
     assert otlp._missing(None) and otlp._missing(float("nan")) and otlp._missing(pd.NaT) and otlp._missing(pd.NA)
     assert not otlp._missing(0) and not otlp._missing("") and not otlp._missing({"a": 1})
+
+
+def test_logfire_v1_responses_api_events_give_the_conversation() -> None:
+    events = [{"event.name": "gen_ai.system.message", "content": "Be brief.", "role": "system"},
+              {"event.name": "gen_ai.user.message", "content": "Refund?", "role": "user"},
+              {"event.name": "gen_ai.assistant.message", "content": "Yes.", "role": "assistant"}]
+    attrs = {"logfire.msg_template": "Responses API with {gen_ai.request.model!r}", "gen_ai.operation.name": "chat",
+             "gen_ai.request.model": "gpt-4o-mini",
+             "request_data": json.dumps({"model": "gpt-4o-mini", "stream": False}), "events": json.dumps(events)}
+    row = one(request(span("ac", "Responses API with 'gpt-4o-mini'", attrs)))
+    assert [(m["role"], m["content"]) for m in row["input_messages"]] == [("system", "Be brief."), ("user", "Refund?")]
+    assert row["output_text"] == "Yes."
+    assert "events" not in row["metadata"]
+    odd = one(request(span("ad", "Responses API with 'x'", {**attrs, "events": json.dumps([{"x": 1}])})))
+    assert odd["metadata"]["events"] == [{"x": 1}] and odd["input_messages"] is None
