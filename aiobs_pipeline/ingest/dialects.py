@@ -19,7 +19,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from aiobs_pipeline.ingest.base import parse_time
+from aiobs_pipeline.ingest.base import as_str, parse_time
 from aiobs_pipeline.ingest.langfuse import KIND_BY_TYPE, usage_detail_columns
 from aiobs_pipeline.ingest.messages import (
     is_count,
@@ -29,6 +29,7 @@ from aiobs_pipeline.ingest.messages import (
     to_messages,
     to_number,
 )
+from aiobs_pipeline.ingest.native import METADATA
 
 # ---------------------------------------------------------------------------------------------------------
 # GenAI attribute names beyond the current conventions: older generations and vendor extensions, appended
@@ -182,8 +183,18 @@ def langfuse_cost(cost: Any) -> Any:
     return sum(parts) if parts and all(is_count(p) for p in parts) else None
 
 
-def map_langfuse(attributes: dict[str, Any], start: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Map Langfuse observation attributes to canonical fields; return (fields, attributes left)."""
+# Application columns from the metadata the app gave Langfuse (observation first, then trace), by the keys of
+# the native format's metadata (`native.METADATA`: user_id, feature, endpoint, prompt_version, ...).
+LANGFUSE_METADATA_PREFIXES = ("langfuse.observation.metadata.", "langfuse.trace.metadata.")
+
+
+def map_langfuse(attributes: dict[str, Any], start: Any, known: dict[str, Any] | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Map Langfuse observation attributes to canonical fields; return (fields, attributes left).
+
+    `known` holds the columns application attributes already set (they win over the same metadata keys; a
+    metadata value that differs from them stays in metadata).
+    """
     attrs = dict(attributes)
     observation_type = str(attrs.get(LANGFUSE_TYPE) or "").upper()
     kind = KIND_BY_TYPE.get(observation_type, "chain")
@@ -227,6 +238,14 @@ def map_langfuse(attributes: dict[str, Any], start: Any) -> tuple[dict[str, Any]
         attrs["langfuse.observation.completion_start_time"] = values["completion_start"]
     if values["status_message"] is not None:
         fields["error_message"] = values["status_message"]
+    for column, key in METADATA.items():
+        for prefix in LANGFUSE_METADATA_PREFIXES:
+            value = attrs.get(prefix + key)
+            if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+                continue
+            if (known or {}).get(column) in (None, as_str(value)) and fields.get(column) in (None, as_str(value)):
+                fields[column] = as_str(value)
+                del attrs[prefix + key]
     return fields, attrs
 
 

@@ -459,7 +459,7 @@ def build_row(parts: SpanParts) -> SpanRow:
     # Dialects in order of precedence (see dialects.py): each maps what it knows and passes the rest on.
     mapped_langfuse: dict[str, Any] = {}
     if dialects.is_langfuse(attributes):
-        mapped_langfuse, attributes = dialects.map_langfuse(attributes, parts.start_time)
+        mapped_langfuse, attributes = dialects.map_langfuse(attributes, parts.start_time, common)
     mapped_oi: dict[str, Any] = {}
     if parts.openinference or openinference.is_openinference(attributes):
         mapped_oi, attributes = openinference.map_openinference(attributes, common)

@@ -415,3 +415,15 @@ def test_logfire_v1_responses_api_events_give_the_conversation() -> None:
     assert "events" not in row["metadata"]
     odd = one(request(span("ad", "Responses API with 'x'", {**attrs, "events": json.dumps([{"x": 1}])})))
     assert odd["metadata"]["events"] == [{"x": 1}] and odd["input_messages"] is None
+
+
+def test_langfuse_metadata_fills_application_columns_explicit_attributes_win() -> None:
+    attrs = langfuse_generation(**{"langfuse.observation.metadata.feature": "refunds",
+                                   "langfuse.trace.metadata.endpoint": "/v1/ask",
+                                   "langfuse.observation.metadata.user_id": "someone-else",
+                                   "langfuse.observation.metadata.prompt_version": 3})
+    row = one(request(span("ae", "g", attrs, kind=1)))
+    assert (row["feature"], row["endpoint"], row["prompt_version"]) == ("refunds", "/v1/ask", "3")
+    assert row["user_id"] == "u-1"
+    assert row["metadata"]["langfuse.observation.metadata.user_id"] == "someone-else"
+    assert "langfuse.observation.metadata.feature" not in row["metadata"]
