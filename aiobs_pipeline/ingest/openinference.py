@@ -88,18 +88,26 @@ INVOCATION = {
     "max_tokens": ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens", "maxTokens"),
 }
 # Application-level attributes (span first, then resource), canonical column <- keys, first present wins.
+# The instrumentation libraries' own names come after the OpenTelemetry ones: OpenLLMetry's association
+# properties, Logfire's baggage (written onto spans under the baggage key), OpenLIT's, Langfuse's environment.
 COMMON_SPAN = {
-    "user_id": ("user.id", "enduser.id"),
-    "session_id": ("session.id", "gen_ai.conversation.id"),
+    "user_id": ("user.id", "enduser.id", "traceloop.association.properties.user_id", "user_id",
+                "gen_ai.user.id", "langfuse.user.id"),
+    "session_id": ("session.id", "gen_ai.conversation.id", "traceloop.association.properties.session_id",
+                   "session_id", "gen_ai.session.id", "langfuse.session.id"),
     "feature": ("aiobs.feature",),
     "endpoint": ("aiobs.endpoint",),
     "prompt_name": ("aiobs.prompt.name", "gen_ai.prompt.name"),
     "prompt_version": ("aiobs.prompt.version",),
-    "environment": ("deployment.environment.name", "deployment.environment"),
+    "environment": ("deployment.environment.name", "deployment.environment", "langfuse.environment"),
     "app": ("service.name",),
 }
 # Fallbacks read but not consumed: http.route names the route only on the server span that carries it.
 COMMON_FALLBACK = {"endpoint": ("http.route",)}
+# Read (and consumed) only when no COMMON_SPAN key gave the column: the `user` field of the provider request
+# (OpenLIT gen_ai.request.user, OpenLLMetry gen_ai.user, older llm.user) is what the app told the provider,
+# weaker than the user it set explicitly; when both are present the request's stays in metadata.
+COMMON_LOW = {"user_id": ("gen_ai.request.user", "gen_ai.user", "llm.user")}
 FIRST_TOKEN_EVENTS = frozenset({
     "First Token Stream Event",  # OpenInference instrumentations
     "llm.content.completion.chunk",  # OpenLLMetry, once per chunk: the first one is the first token
@@ -312,6 +320,11 @@ def _map_messages(flat: dict[str, Any], used: set[str], fields: dict[str, Any]) 
         if items:
             used.update(k for k in flat if k.startswith(prefix + "."))
             fields[column] = [_message(item) for item in items]
+    texts = [e.get("embedding.text") for e in indexed(flat, "embedding.embeddings")]
+    if fields.get("input_messages") is None and texts and all(isinstance(t, str) for t in texts):
+        # An embedding call's inputs, as the GenAI conventions carry them: one user message per text.
+        used.update(k for k in flat if k.startswith("embedding.embeddings.") and k.endswith(".embedding.text"))
+        fields["input_messages"] = [{"role": "user", "content": t} for t in texts]
     prompts = indexed(flat, "llm.prompts")
     # Only OpenInference's {prompt.text}; OpenLLMetry's older llm.prompts.N.role/content is left to otlp.
     if fields.get("input_messages") is None and any("prompt.text" in p for p in prompts):
@@ -403,6 +416,10 @@ def map_common(attributes: dict[str, Any], resource: dict[str, Any]
                     value = resource_rest.pop(key)
                     break
         fields[column] = as_str(value)
+    for column, keys in COMMON_LOW.items():
+        if fields.get(column) is None:
+            key = next((k for k in keys if rest.get(k) not in (None, "")), None)
+            fields[column] = as_str(rest.pop(key)) if key is not None else None
     for column, keys in COMMON_FALLBACK.items():
         if fields.get(column) is None:
             fields[column] = as_str(next((rest[k] for k in keys if rest.get(k) is not None), None))

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiobs_pipeline.ingest import openinference
+from aiobs_pipeline.ingest import dialects, openinference
 from aiobs_pipeline.ingest.base import RawRecord, Reject, SpanRow, nanos_to_datetime
 from aiobs_pipeline.ingest.messages import (
     content_text,
@@ -80,6 +80,9 @@ GENAI = {
     # Not in the GenAI conventions; pydantic-ai/logfire and some gateways report the call's cost this way.
     "reported_cost_usd": ("gen_ai.usage.cost", "operation.cost"),
 }
+# Older generations and vendor names (dialects.GENAI_EXTRA) come after the current names.
+for _column, _keys in dialects.GENAI_EXTRA.items():
+    GENAI[_column] = GENAI[_column] + _keys
 _TEXT_COLUMNS = ("provider", "request_model", "response_model")
 # Filled by partition ingest (source_file, ...) or by the reader after build_row (source_line).
 _CONTEXT_COLUMNS = frozenset({"source_format", "source_file", "source_line", "export_hour", "schema_version"})
@@ -453,12 +456,19 @@ def build_row(parts: SpanParts) -> SpanRow:
             attributes.setdefault(key, value)
         events.remove(event)
     common, attributes, resource_rest = openinference.map_common(attributes, parts.resource)
+    # Dialects in order of precedence (see dialects.py): each maps what it knows and passes the rest on.
+    mapped_langfuse: dict[str, Any] = {}
+    if dialects.is_langfuse(attributes):
+        mapped_langfuse, attributes = dialects.map_langfuse(attributes, parts.start_time, common)
     mapped_oi: dict[str, Any] = {}
     if parts.openinference or openinference.is_openinference(attributes):
         mapped_oi, attributes = openinference.map_openinference(attributes, common)
+    mapped_logfire: dict[str, Any] = {}
+    if dialects.is_logfire(attributes):
+        mapped_logfire, attributes = dialects.map_logfire(attributes)
     mapped_genai, attributes, events = map_genai(attributes, events)
     fields: dict[str, Any] = {}
-    for source in (common, mapped_oi, mapped_genai):
+    for source in (common, mapped_langfuse, mapped_oi, mapped_genai, mapped_logfire):
         for key, value in source.items():
             if fields.get(key) is None and value is not None:
                 fields[key] = value
@@ -471,7 +481,9 @@ def build_row(parts: SpanParts) -> SpanRow:
     first = first_token_time(events)
     if ttft is None and first is not None and isinstance(start, datetime) and first >= start:
         ttft = (first - start) / _MS
-    status, error_message = _status(parts.status_code, parts.status_message, attributes, events)
+    events, chunks = dialects.drop_chunk_events(events)
+    status, error_message = _status(parts.status_code, parts.status_message or fields.get("error_message"),
+                                    attributes, events)
     row.update(
         trace_id=parts.trace_id,
         span_id=parts.span_id,
@@ -494,6 +506,11 @@ def build_row(parts: SpanParts) -> SpanRow:
         metadata["otel.events"] = [{**e, "time": e["time"].isoformat() if isinstance(e.get("time"), datetime)
                                     else e.get("time")} for e in events]
     metadata.update(parts.extra_metadata)
+    if chunks:
+        metadata["aiobs.stream_chunk_events"] = chunks
+    vectors = dialects.drop_vectors(metadata)
+    if vectors:
+        metadata["aiobs.embedding_vectors"] = vectors
     if notes:
         metadata["aiobs.token_adjustments"] = notes
     row["metadata"] = metadata or None
@@ -535,6 +552,133 @@ def normalise_tokens(row: SpanRow) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Cross-span work over a whole export hour (ingest.partition calls this with every otlp row of the hour).
+
+# Columns a Logfire streaming-response log-span fills on its request span: what only the stream knows.
+STREAM_COLUMNS = ("response_model", "model", "input_tokens", "output_tokens", "total_tokens", "cached_input_tokens",
+                  "cache_write_tokens", "reasoning_tokens", "reported_cost_usd", "output_messages", "output_text",
+                  "input_messages", "time_to_first_token_ms")
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN / NaT, as pandas gives missing values back
+    except TypeError:
+        return True  # pd.NA, whose comparisons are NA themselves
+
+
+def _logfire_stream(row: dict[str, Any]) -> bool:
+    metadata = row.get("metadata")
+    template = metadata.get(dialects.LOGFIRE_TEMPLATE) if isinstance(metadata, dict) else None
+    return isinstance(template, str) and template.startswith(dialects.LOGFIRE_STREAM_TEMPLATE)
+
+
+def _logfire_request(row: dict[str, Any]) -> bool:
+    metadata = row.get("metadata")
+    template = metadata.get(dialects.LOGFIRE_TEMPLATE) if isinstance(metadata, dict) else None
+    return isinstance(template, str) and not template.startswith(dialects.LOGFIRE_STREAM_TEMPLATE) \
+        and row.get("kind") == "llm"
+
+
+def postprocess_wanted(frame: Any) -> bool:
+    """Whether a file's rows (a DataFrame) hold a Logfire streaming-response span, so postprocess has work."""
+    if frame is None or "name" not in frame:
+        return False
+    names = frame["name"]
+    # Logfire names a span by its message template; the metadata check in postprocess is the exact one.
+    return bool(names.astype("string").str.startswith(dialects.LOGFIRE_STREAM_TEMPLATE, na=False).any())
+
+
+def postprocess(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Reject]]:
+    """Fold each Logfire streaming-response log-span into its request span: one row per streamed call.
+
+    Logfire closes the request span when the response headers arrive and, once the stream has been read,
+    writes the usage and the answer on a zero-length log-span in the context the request was made in: the
+    same parent (so the same trace), or for a call outside any span a root of its own trace. A stream matches
+    the latest request span of the same parent (any root, for a root), model, user and session that ended
+    when the stream started being read (the log's time minus Logfire's `duration`, within STREAM_SLACK).
+    The request row takes the stream's columns and its end, so latency covers the whole stream. A stream
+    whose request span is not in this export hour stays a row of its own, spanning Logfire's `duration`.
+    """
+    streams = [i for i, row in enumerate(rows) if _logfire_stream(row)]
+    if not streams:
+        return rows, []
+    by_parent: dict[tuple[Any, Any], list[int]] = {}
+    for i, row in enumerate(rows):
+        if _logfire_request(row) and _missing(row.get("output_tokens")):
+            by_parent.setdefault(_parent_key(row), []).append(i)
+    dropped: set[int] = set()
+    for i in streams:
+        stream = rows[i]
+        key = _parent_key(stream)
+        candidates = [j for j in by_parent.get(key, []) if _stream_of(rows[j], stream)]
+        if not candidates:
+            _orphan_stream(stream)
+            continue
+        j = max(candidates, key=lambda k: rows[k]["start_time"])  # the latest request before the stream
+        by_parent[key].remove(j)
+        _fold_stream(rows[j], stream)
+        dropped.add(i)
+    return [row for i, row in enumerate(rows) if i not in dropped], []
+
+
+# How far apart a request span's end and the start of reading its stream may be: the app reads the stream
+# right after the call returns, and the two times come from different clock reads.
+STREAM_SLACK = timedelta(seconds=10)
+# Columns that must agree between a stream and its request span.
+STREAM_MATCH = ("request_model", "user_id", "session_id", "app")
+
+
+def _parent_key(row: dict[str, Any]) -> tuple[Any, Any]:
+    parent = row.get("parent_span_id")
+    return (None, None) if _missing(parent) else (row.get("trace_id"), parent)
+
+
+def _stream_of(request: dict[str, Any], stream: dict[str, Any]) -> bool:
+    """Whether `stream` can be the streaming-response log of `request` (see postprocess)."""
+    if any((None if _missing(request.get(c)) else request.get(c)) != (None if _missing(stream.get(c)) else
+                                                                       stream.get(c)) for c in STREAM_MATCH):
+        return False
+    start, end = request.get("start_time"), request.get("end_time")
+    logged = stream.get("end_time") if not _missing(stream.get("end_time")) else stream.get("start_time")
+    if not isinstance(start, datetime) or not isinstance(logged, datetime) or _missing(start) or start > logged:
+        return False
+    duration = to_number((stream.get("metadata") or {}).get("duration"))
+    if _is_count(duration) and isinstance(end, datetime) and not _missing(end):
+        return abs(end - (logged - timedelta(seconds=duration))) <= STREAM_SLACK
+    return True
+
+
+def _fold_stream(request: dict[str, Any], stream: dict[str, Any]) -> None:
+    for column in STREAM_COLUMNS:
+        if _missing(request.get(column)) and not _missing(stream.get(column)):
+            request[column] = stream[column]
+    end = stream.get("end_time") if not _missing(stream.get("end_time")) else stream.get("start_time")
+    if isinstance(end, datetime) and (_missing(request.get("end_time")) or end > request["end_time"]):
+        request["end_time"] = end
+    if isinstance(request.get("start_time"), datetime) and isinstance(request.get("end_time"), datetime):
+        request["latency_ms"] = (request["end_time"] - request["start_time"]) / _MS
+    metadata = dict(request.get("metadata") or {})
+    stream_meta = stream.get("metadata") or {}
+    metadata["logfire.stream"] = {"span_id": stream.get("span_id"), "duration": stream_meta.get("duration")}
+    request["metadata"] = metadata
+
+
+def _orphan_stream(stream: dict[str, Any]) -> None:
+    metadata = dict(stream.get("metadata") or {})
+    duration = to_number(metadata.get("duration"))
+    end = stream.get("end_time") if not _missing(stream.get("end_time")) else stream.get("start_time")
+    if _is_count(duration) and isinstance(end, datetime):
+        stream["start_time"] = end - timedelta(seconds=duration)
+        stream["end_time"] = end
+        stream["latency_ms"] = duration * 1000.0
+    metadata["aiobs.logfire_stream"] = "request span not in this export hour; latency is the stream's duration"
+    stream["metadata"] = metadata
+
+
+# ---------------------------------------------------------------------------------------------------------
 # OpenTelemetry GenAI attributes.
 
 
@@ -570,9 +714,15 @@ def map_genai(attributes: dict[str, Any], events: list[dict[str, Any]]
     for column, keys in GENAI.items():
         value = take(attrs, used, *keys)
         fields[column] = value if column in _TEXT_COLUMNS else to_number(value)
-    ttft = to_number(take(attrs, used, "gen_ai.response.time_to_first_chunk"))
+    cost = fields.get("reported_cost_usd")
+    if cost == 0 and any(_is_count(fields.get(c)) and fields[c] > 0 for c in ("input_tokens", "output_tokens")):
+        # OpenLIT writes 0 when its price list could not be loaded: a call with tokens has no real price of 0.
+        # The attribute stays in metadata as it came.
+        used.difference_update(GENAI["reported_cost_usd"])
+        fields["reported_cost_usd"] = None
+    ttft = to_number(take(attrs, used, *dialects.TTFT_SECONDS))
     if isinstance(ttft, int | float) and not isinstance(ttft, bool):
-        fields["time_to_first_token_ms"] = ttft * 1000.0  # the convention records seconds
+        fields["time_to_first_token_ms"] = ttft * 1000.0  # the convention (and OpenLIT) record seconds
     else:
         fields["time_to_first_token_ms"] = ttft
     params = {k.removeprefix("gen_ai.request."): v for k, v in attrs.items()
@@ -627,7 +777,10 @@ def _map_conversation(attrs: dict[str, Any], used: set[str], events: list[dict[s
     system = parse_json(attrs.get("gen_ai.system_instructions"))
     if system is not None:
         used.add("gen_ai.system_instructions")
-        inputs = [{"role": "system", "content": content_text(system)}] + (inputs or [])
+        text = content_text(system)
+        # OpenLIT writes the system prompt here and keeps it in gen_ai.input.messages: stored once.
+        if not any(m.get("role") == "system" and content_text(m.get("content")) == text for m in inputs or []):
+            inputs = [{"role": "system", "content": text}] + (inputs or [])
     fields["input_messages"] = inputs
     fields["output_messages"] = outputs
     return [e for i, e in enumerate(events) if i not in consumed]

@@ -289,7 +289,8 @@ def _postprocess_by_format(reads: list[FileRead]) -> None:
     """Give readers that need the whole partition (LangSmith patches) all of their format's rows at once.
 
     A reader's `postprocess(rows) -> (rows, rejects)` receives rows carrying a `_file` key, must keep it on
-    the rows it returns, and sets `Reject.source_file` from it.
+    the rows it returns, and sets `Reject.source_file` from it; an optional `postprocess_wanted(frame) -> bool`
+    skips it for hours where no file's rows need it.
     """
     by_format: dict[str, list[FileRead]] = {}
     for read in reads:
@@ -298,6 +299,11 @@ def _postprocess_by_format(reads: list[FileRead]) -> None:
     for fmt, group in by_format.items():
         postprocess = getattr(detect.reader_for(fmt), "postprocess", None)
         if postprocess is None:
+            continue
+        # A reader may say cheaply that no row of the hour needs it (OTLP: no Logfire stream spans), which
+        # saves the round trip of every row through dicts.
+        wanted = getattr(detect.reader_for(fmt), "postprocess_wanted", None)
+        if wanted is not None and not any(wanted(read.rows) for read in group):
             continue
         for read in group:
             read.rows["_file"] = read.source_file
