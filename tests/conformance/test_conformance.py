@@ -45,14 +45,6 @@ METADATA_LIMIT = 4096
 VECTOR_LENGTH = 64  # a list of more numbers than this in metadata is an embedding vector
 CHUNK_EVENTS = ("llm.content.completion.chunk", "gen_ai.content.completion.chunk")
 NEEDS_LOGS = "needs OTLP logs reader"
-# (fixture, aspect) -> why the reader is right and the recording disagrees (calls with cache or reasoning
-# tokens only: without them both readings agree).
-KNOWN: dict[tuple[str, str], str] = {
-    ("langfuse-manual", "tokens"): (
-        "the recording passes inclusive input/output plus input_cached_tokens / output_reasoning_tokens; "
-        "Langfuse's usage model (docs: model-usage-and-cost) sums disjoint usage types into the total, so "
-        "those details are extra tokens, as Langfuse itself would count them"),
-}
 
 
 # What a library does not write at all, so no reader can give it: (fixture, call kind) -> {column: why}.
@@ -181,9 +173,6 @@ def test_call(folder: str, index: int, aspect: str) -> None:
         return
     if len(rows) != 1:
         pytest.fail(f"no single row for the call ({len(rows)} found); see the rows aspect")
-    known = KNOWN.get((folder, aspect))
-    if known and any(call["response"].get(k) for k in ("cached_tokens", "reasoning_tokens")):
-        pytest.xfail(known)  # not strict-marked: the reason only applies when there are details to count
     row = rows.iloc[0]
     response = call["response"]
     stream = call["kind"] == "stream"

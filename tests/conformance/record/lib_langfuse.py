@@ -77,10 +77,14 @@ def main() -> None:
                         first = recording.calls[-1]["client_first_content_unix_nano"]
                         gen.update(completion_start_time=datetime.fromtimestamp(first / 1e9, tz=UTC))
                     # The spelling Langfuse's docs give for manual generations (input/output/...), not OpenAI's.
+                    # Langfuse's usage types are disjoint and summed into the total (its own OpenAI integration
+                    # subtracts the details from input/output), so the details are taken out of the totals here.
+                    cached, reasoning = response["cached_tokens"], response["reasoning_tokens"]
                     gen.update(model=response["model"], output={"role": "assistant", "content": output},
-                               usage_details={"input": response["input_tokens"], "output": response["output_tokens"],
-                                              "input_cached_tokens": response["cached_tokens"],
-                                              "output_reasoning_tokens": response["reasoning_tokens"]})
+                               usage_details={"input": response["input_tokens"] - cached,
+                                              "output": response["output_tokens"] - reasoning,
+                                              "input_cached_tokens": cached,
+                                              "output_reasoning_tokens": reasoning})
     else:
         raise SystemExit(f"lib_langfuse: unknown --mode {args.mode!r} (observe or manual)")
     langfuse.flush()
