@@ -126,6 +126,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """`aiobs inspect`: per file, what the pipeline would make of it; exit 1 if a file is unreadable."""
     status = 0
     for name in args.files:
+        if name.lower().startswith("file://"):
+            from urllib.parse import unquote, urlsplit  # noqa: PLC0415
+
+            name = unquote(urlsplit(name).path)
         summary = inspect_file(name if "://" in name else Path(name))
         if not summary["readable"]:
             status = 1
