@@ -200,3 +200,14 @@ def test_inspect_reads_an_object_url(bucket: str, capsys) -> None:
     assert summary["format"] == "native" and summary["spans"] == 11 and summary["reasons"] == {"invalid_json": 1}
     assert cli.main(["inspect", f"memory://{bucket}/root/missing.jsonl", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["error"] == "object does not exist"
+
+
+def test_forget_says_what_it_cannot_remove_in_a_bucket(bucket: str) -> None:
+    from aiobs_pipeline.governance.forget import ForgetItem, object_versions_note
+
+    items = [ForgetItem("landing", "a.jsonl", "rewrote_file", 2, "records"),
+             ForgetItem("landing", "b.jsonl", "deleted_file", 1, "records")]
+    [note] = object_versions_note(items, [("landing", f"memory://{bucket}/root"), ("feedback_landing", Path("/x"))])
+    assert (note.action, note.count, note.location) == ("versions_kept", 2, f"memory://{bucket}/root")
+    assert "lifecycle" in note.detail
+    assert object_versions_note(items, [("landing", Path("/local"))]) == []
