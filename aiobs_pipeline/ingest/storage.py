@@ -236,10 +236,18 @@ class _RangeReader(io.RawIOBase):
         if self.pos >= self.obj.size:
             return 0
         view = memoryview(buffer).cast("B")
-        end = min(self.pos + max(len(view), 1), self.obj.size)
         store, start = self.obj.store, self.pos
-        data = store.retry.call(lambda: store.fs.cat_file(store.fs_path(self.obj.key), start=start, end=end),
-                                f"{self.obj.url}: read bytes {start}-{end}")
+        head = store.head_of(self.obj)
+        if head is not None and start < len(head):
+            # The readers open an object several times to sniff it (gzip magic, JSON document or lines,
+            # the fast path's first lines): its first chunk is fetched once, not once per open.
+            data: bytes | memoryview = memoryview(head)[start:start + len(view)]
+        else:
+            end = min(start + max(len(view), 1), self.obj.size)
+            data = store.retry.call(lambda: store.fs.cat_file(store.fs_path(self.obj.key), start=start, end=end),
+                                    f"{self.obj.url}: read bytes {start}-{end}")
+            if start == 0:
+                store.keep_head(self.obj, data[:READ_CHUNK])
         n = len(data)
         view[:n] = data
         self.pos += n
@@ -269,6 +277,7 @@ class Store:
     def __init__(self, root: str | os.PathLike[str], retry: RetryPolicy | None = None,
                  filesystem: Any | None = None) -> None:
         self.retry = retry or RetryPolicy()
+        self._head: tuple[tuple[str, int, str], bytes] | None = None
         text = os.fspath(root)
         self.local: Path | None = None
         if not is_url(text) or text.lower().startswith("file://"):
@@ -303,6 +312,17 @@ class Store:
                 self.prefix = (container + parts.path).strip("/")
             filesystem = fsspec.filesystem(self.protocol, **options)
         self.fs = filesystem
+
+    def head_of(self, obj: StoreObject) -> bytes | None:
+        """The first bytes of the object last opened from the start, if `obj` is that object (same version)."""
+        head = self._head
+        if head is not None and head[0] == (obj.key, obj.size, obj.version()):
+            return head[1]
+        return None
+
+    def keep_head(self, obj: StoreObject, data: bytes) -> None:
+        """Remember the first bytes of one object (one at a time: memory stays bounded by READ_CHUNK)."""
+        self._head = ((obj.key, obj.size, obj.version()), bytes(data))
 
     @property
     def is_local(self) -> bool:

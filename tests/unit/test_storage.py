@@ -263,3 +263,21 @@ def test_write_and_delete_objects(bucket: str) -> None:
     assert store.list() == []
     with pytest.raises(FileNotFoundError):
         store.object("a/b.jsonl")
+
+
+def test_an_object_opened_several_times_is_fetched_once(bucket: str) -> None:
+    put(bucket, "p/a.jsonl", b"".join(f'{{"n": {i}}}\n'.encode() for i in range(1000)))
+    fs = FlakyFS(0, OSError("unused"))
+    store = Store(f"memory://{bucket}/p", retry=FAST, filesystem=fs)
+    [obj] = store.list()
+    fs.calls = 0
+    # iter_records opens the object twice (JSON document or lines? then the records); the bytes come once.
+    assert len(list(files.iter_records(obj))) == 1000
+    assert files.looks_like_document(obj) is False
+    assert fs.calls == 1
+    # A rewritten object (new size or version) is fetched again, not served from the old bytes.
+    put(bucket, "p/a.jsonl", b'{"n": "new"}\n')
+    [new] = store.list()
+    fs.calls = 0
+    assert [r.value for r in files.iter_records(new)] == [{"n": "new"}]
+    assert fs.calls == 1
