@@ -310,7 +310,12 @@ class Store:
                 container, host = parts.netloc.split("@", 1)
                 options["account_name"] = host.split(".", 1)[0]
                 self.prefix = (container + parts.path).strip("/")
-            filesystem = fsspec.filesystem(self.protocol, **options)
+            try:
+                filesystem = fsspec.filesystem(self.protocol, **options)
+            except Exception as exc:
+                # e.g. adlfs without AZURE_STORAGE_ACCOUNT_NAME: the message says which setting is missing.
+                raise StorageError(f"{self.root_display}: cannot open the store: "
+                                   f"{redact_text(f'{type(exc).__name__}: {exc}')}") from None
         self.fs = filesystem
 
     def head_of(self, obj: StoreObject) -> bytes | None:

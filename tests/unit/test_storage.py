@@ -281,3 +281,10 @@ def test_an_object_opened_several_times_is_fetched_once(bucket: str) -> None:
     fs.calls = 0
     assert [r.value for r in files.iter_records(new)] == [{"n": "new"}]
     assert fs.calls == 1
+
+
+def test_a_store_that_cannot_be_opened_says_which_root(monkeypatch) -> None:
+    for name in ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(StorageError, match=r"az://container/prefix: cannot open the store: .*account_name"):
+        open_root("az://container/prefix")
