@@ -38,6 +38,8 @@ T = TypeVar("T")
 # Schemes that mean "an object store through fsspec"; file:// is mapped to a local folder.
 REMOTE_SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "az", "abfs": "abfs",
                   "abfss": "abfs", "adl": "adl", "memory": "memory"}
+# Filesystems whose find() filters by name prefix in the listing request itself (s3fs, gcsfs, adlfs).
+SERVER_SIDE_PREFIX = {"s3", "gcs", "az", "abfs"}
 # A ranged read's size when the caller asks for less (readline, the gzip reader): few requests per object.
 READ_CHUNK = 8 * 1024 * 1024
 # Query parameters that carry credentials (SAS tokens, pre-signed URLs): refused in a root URL.
@@ -355,7 +357,8 @@ class Store:
 
     def list(self, prefix: str = "", name_prefix: str = "") -> list[StoreObject]:
         """Every object under `prefix` (a folder, relative to the root), at any depth, sorted by key; with
-        `name_prefix`, only those whose key under the folder starts with it (a server-side filter on S3)."""
+        `name_prefix`, only those whose key under the folder starts with it (filtered by the store itself on
+        S3, GCS and Azure, so a folder of a year of windows is not listed for one hour)."""
         folder = self.fs_path(prefix)
         if self.local is not None and not Path(folder).is_dir():
             return []
@@ -365,8 +368,8 @@ class Store:
             # see objects written since the last one.
             self.fs.invalidate_cache(folder)
             try:
-                return self.fs.find(folder, detail=True, **({"prefix": name_prefix} if name_prefix and
-                                                            self.protocol == "s3" else {}))
+                server_side = name_prefix and self.protocol in SERVER_SIDE_PREFIX
+                return self.fs.find(folder, detail=True, **({"prefix": name_prefix} if server_side else {}))
             except FileNotFoundError:
                 return {}
 
