@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -76,6 +77,16 @@ class Window:
     filter_rows: bool = False
     # True in the one hour that quarantines records of day files without a usable start time.
     keeps_timeless: bool = True
+
+    # A Window is also the (start, end) pair readers filter by (`start, end = window`, `window[0]`).
+    def __iter__(self) -> Iterator[datetime]:
+        return iter((self.start, self.end))
+
+    def __getitem__(self, index: int) -> datetime:
+        return (self.start, self.end)[index]
+
+    def __len__(self) -> int:
+        return 2
 
 
 @dataclass(frozen=True)

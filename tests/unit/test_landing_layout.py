@@ -203,3 +203,9 @@ def test_a_range_is_listed_once_per_branch_with_the_prefix_its_hours_share(bucke
     objects_by_hour(open_root(f"memory://{bucket}"), parse_layout(layout), datetime(2026, 12, 5, 10, tzinfo=UTC),
                     datetime(2026, 12, 8, 10, tzinfo=UTC))
     assert calls == expected
+
+
+def test_a_window_is_also_its_start_end_pair() -> None:
+    window = parse_layout("langsmith-bulk").window(H13)
+    start, end = window
+    assert (start, end) == (window[0], window[1]) == (H13, H13 + HOUR) and len(window) == 2
