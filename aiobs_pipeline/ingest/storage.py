@@ -288,7 +288,8 @@ class Store:
                 text = urlsplit(text).path
             self.local = Path(text)
             self.protocol = "file"
-            self.prefix = str(self.local).rstrip("/")
+            # Absolute, as LocalFileSystem.find returns paths (a relative root would match no key).
+            self.prefix = os.path.abspath(self.local).rstrip("/") or "/"
             if filesystem is None:
                 from fsspec.implementations.local import LocalFileSystem  # noqa: PLC0415
 
@@ -377,7 +378,11 @@ class Store:
         objects = []
         for path, info in found.items():
             if info.get("type", "file") != "file":
-                continue
+                if not (self.local is not None and info.get("islink") and os.path.isfile(path)):
+                    continue
+                # A symlinked file in a local folder counts as the file it points to (as Path.is_file does).
+                target = os.stat(path)
+                info = {**info, "size": target.st_size, "mtime": target.st_mtime}
             key = self._key_of(path)
             below = key[len(prefix.strip("/")):].lstrip("/") if prefix.strip("/") else key
             if name_prefix and not below.startswith(name_prefix):

@@ -288,3 +288,13 @@ def test_a_store_that_cannot_be_opened_says_which_root(monkeypatch) -> None:
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(StorageError, match=r"az://container/prefix: cannot open the store: .*account_name"):
         open_root("az://container/prefix")
+
+
+def test_local_roots_relative_or_with_symlinked_files(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "land" / "13").mkdir(parents=True)
+    (tmp_path / "land" / "13" / "a.jsonl").write_bytes(b"{}\n")
+    (tmp_path / "land" / "13" / "b.jsonl").symlink_to(tmp_path / "land" / "13" / "a.jsonl")
+    monkeypatch.chdir(tmp_path)
+    objects = open_root("land").list()
+    assert [(o.key, o.size) for o in objects] == [("13/a.jsonl", 3), ("13/b.jsonl", 3)]
+    assert objects[1].local_path == Path("land/13/b.jsonl")
