@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export GX_ANALYTICS_ENABLED := false
 export DAGSTER_DISABLE_TELEMETRY := true
 
-.PHONY: setup demo test bench lint ui clean
+.PHONY: setup demo test bench lint ui clean conformance-fixtures
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) with $(PYTHON) and installing aiobs (first run takes a minute)"
@@ -29,6 +29,11 @@ bench: setup
 	$(BIN)/python -m benchmarks.ingest
 	$(BIN)/python -m benchmarks.costs
 	$(BIN)/python -m benchmarks.backfill
+
+# Re-record tests/fixtures/conformance/ with the real instrumentation libraries, each in its own virtualenv
+# under var/conformance-venvs/ (ONLY=langfuse records one library; see tests/conformance/record/).
+conformance-fixtures: setup
+	$(BIN)/python -m tests.conformance.record $(if $(ONLY),--only $(ONLY))
 
 lint: setup
 	$(BIN)/ruff check .

@@ -19,12 +19,18 @@ import pandas as pd
 #   1  the first layout
 #   2  PII masking at ingest: spans.pii_masked, quarantined rows' pii_masked, the audit's pii_masked and
 #      pii_masked_by_pattern
-SCHEMA_VERSION = 2
+#   3  OTLP/JSON log files: the audit's events_joined and records_ignored
+SCHEMA_VERSION = 3
 
 # Span kinds and statuses allowed in the canonical table.
 KINDS = ("llm", "embedding", "retrieval", "rerank", "tool", "chain")
 STATUSES = ("ok", "error")
 SOURCE_FORMATS = ("native", "otlp", "openinference", "langfuse", "langsmith")
+# LangSmith's bulk export (Parquet files of runs; ingest/langsmith_bulk.py).
+SOURCE_FORMATS += ("langsmith_bulk",)
+
+# Langfuse's blob-storage export (ingest/langfuse_blob.py); on its own line so other formats merge cleanly.
+SOURCE_FORMATS = (*SOURCE_FORMATS, "langfuse_blob")
 
 ColumnType = Literal["str", "int", "float", "timestamp", "json"]
 
@@ -153,6 +159,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "corrupt_gzip": "the gzip stream is truncated or corrupt; records before the damage were kept",
     "invalid_encoding": "the record is not valid UTF-8",
     "invalid_json": "the record is not valid JSON",
+    "invalid_csv": "a CSV row with broken quoting, or another number of fields than the header",
     "unknown_format": "the record matches none of the supported export formats",
     "unsupported_record": "the record is of the detected format but not a span (e.g. a Langfuse score)",
     "missing_required_field": "a required canonical field is missing or empty",
@@ -164,6 +171,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "invalid_status": "the span status is not ok or error",
     "duplicate_span_id": "the span id was already seen in this export hour",
     "orphan_patch": "a LangSmith patch whose run is not in the same export hour",
+    "orphan_event": "an OTLP log record (GenAI content event) whose span is not in the same export hour",
 }
 
 AUDIT_COLUMNS: tuple[Column, ...] = (
@@ -171,7 +179,8 @@ AUDIT_COLUMNS: tuple[Column, ...] = (
     Column("source_file", "str", True, "Landing file (relative to the landing root)."),
     Column("source_format", "str", False, "Detected format; null when the file was unreadable or unknown."),
     Column("records_read", "int", True, "Lines (JSONL) or records (JSON documents) read from the file."),
-    Column("spans_found", "int", True, "Candidate spans found, unreadable records included."),
+    Column("spans_found", "int", True, "Candidate spans found, unreadable records included; for log files, log "
+           "records found. Always spans_written + spans_quarantined + events_joined + records_ignored."),
     Column("spans_written", "int", True, "Spans written to the spans table."),
     Column("spans_quarantined", "int", True, "Spans and records sent to quarantine."),
     Column("quarantined_by_reason", "json", True, "Quarantined count per reason code."),
@@ -182,6 +191,10 @@ AUDIT_COLUMNS: tuple[Column, ...] = (
            "null when masking was off.", 0),
     Column("pii_masked_by_pattern", "json", False, "The same count per pattern, e.g. {\"email\": 3}; null when "
            "masking was off."),
+    Column("events_joined", "int", True, "Log records (GenAI content events) of the file joined into a span of "
+           "the export hour (otlp_logs).", 0),
+    Column("records_ignored", "int", True, "Log records of the file that are not GenAI events (plain application "
+           "logs): counted, not stored.", 0),
 )
 AUDIT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in AUDIT_COLUMNS)
 
@@ -260,7 +273,7 @@ THUMBS_DOWN_REASONS: tuple[str, ...] = (
     "incorrect_information", "not_helpful", "too_verbose", "misunderstood_question", "other",
 )
 # The feedback formats `feedback.events.detect_format` recognises (the source_format column).
-FEEDBACK_SOURCE_FORMATS: tuple[str, ...] = ("native", "langfuse", "langsmith")
+FEEDBACK_SOURCE_FORMATS: tuple[str, ...] = ("native", "langfuse", "langsmith", "langfuse_blob")
 RATING_MIN, RATING_MAX = 1, 5
 
 FEEDBACK_COLUMNS: tuple[Column, ...] = (
@@ -282,7 +295,7 @@ FEEDBACK_COLUMNS: tuple[Column, ...] = (
     Column("duration_seconds", "float", False, "session_abandoned only: how long the session lasted.", 0),
     Column("timestamp", "timestamp", True, "When the feedback was given, UTC."),
     Column("source", "str", False, "Who produced it, as the source says (app, api, annotation, ...)."),
-    Column("source_format", "str", True, "Reader that produced the row: native, langfuse or langsmith."),
+    Column("source_format", "str", True, "Reader that produced the row: native, langfuse, langfuse_blob or langsmith."),
     Column("source_file", "str", True, "Feedback file the row came from (relative to the feedback root)."),
     Column("source_line", "int", True, "Line (JSONL) or record number (JSON documents), 1-based.", 1),
     Column("export_hour", "timestamp", True, "The hourly partition (feedback landing hour) it was read in."),

@@ -90,7 +90,8 @@ def ingest_export_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
     quarantined = concat_parts(quarantine_parts)
     audit = concat_parts(audit_parts)
 
-    identity_ok = bool((audit["spans_found"] == audit["spans_written"] + audit["spans_quarantined"]).all())
+    identity_ok = bool((audit["spans_found"] == audit["spans_written"] + audit["spans_quarantined"]
+                        + audit["events_joined"] + audit["records_ignored"]).all())
     reasons = quarantined["reason"].value_counts().rename_axis("reason").reset_index(name="count")
     common = {"partitions": f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC",
               "schema_version": SCHEMA_VERSION, **_masking_metadata(masked)}

@@ -27,8 +27,9 @@ import pandas as pd
 from rapidfuzz.distance import Levenshtein
 
 from aiobs_pipeline.feedback.settings import FeedbackSettings, normalise_name
+from aiobs_pipeline.ingest import detect, langfuse_blob
 from aiobs_pipeline.ingest.base import RawRecord, Reject, as_str, parse_time
-from aiobs_pipeline.ingest.files import Source, UnreadableFile, iter_records
+from aiobs_pipeline.ingest.files import Source, UnreadableFile, iter_records, open_raw
 from aiobs_pipeline.ingest.layout import DEFAULT_LAYOUT, Layout, parse_layout
 from aiobs_pipeline.ingest.partition import partition_files, source_name
 from aiobs_pipeline.ingest.storage import Store, StoreObject, open_root
@@ -62,7 +63,7 @@ FEEDBACK_QUARANTINE_REASONS: dict[str, str] = {
 }
 SHARED_REASONS: tuple[str, ...] = (
     "unreadable_file", "corrupt_gzip", "invalid_encoding", "invalid_json", "unknown_format",
-    "unsupported_record", "missing_required_field", "invalid_type", "negative_value",
+    "unsupported_record", "missing_required_field", "invalid_type", "negative_value", "invalid_csv",
 )
 REASONS: dict[str, str] = {**{r: QUARANTINE_REASONS[r] for r in SHARED_REASONS}, **FEEDBACK_QUARANTINE_REASONS}
 
@@ -139,9 +140,11 @@ class _FileRead:
 
 # ------------------------------------------------------------------------------------------------ formats
 def detect_format(value: Any) -> str | None:
-    """native, langfuse or langsmith for a record that looks like one of their feedback records, else None."""
+    """native, langfuse, langfuse_blob or langsmith for a record that looks like one of their feedback records."""
     if not isinstance(value, dict):
         return None
+    if langfuse_blob.is_score(value):
+        return "langfuse_blob"  # a row of Langfuse's blob-storage export (scores/), snake_case
     if "event_type" in value:
         return "native"
     if "key" in value and any(k in value for k in ("run_id", "feedback_source", "score", "correction")):
@@ -286,7 +289,8 @@ def map_langfuse(value: dict[str, Any], settings: FeedbackSettings) -> dict[str,
         return row
     name = value.get("name")
     kind = _kind_of(name, settings)
-    signal = value.get("stringValue") if data_type == "CATEGORICAL" else value.get("value")
+    # A TEXT score's `value` is always 0; its text is the signal.
+    signal = value.get("stringValue") if data_type in ("CATEGORICAL", "TEXT") else value.get("value")
     _interpret(kind, name, signal, row, metadata)
     return row
 
@@ -438,6 +442,11 @@ def _map(value: Any, fmt: str | None, settings: FeedbackSettings) -> dict[str, A
         raise _Problem("invalid_type", f"a feedback record must be a JSON object, got {type(value).__name__}")
     if fmt == "native":
         return map_native(value)
+    if fmt == "langfuse_blob":
+        try:
+            return map_langfuse(langfuse_blob.score_record(value), settings)
+        except ValueError as exc:
+            raise _Problem("invalid_type", str(exc)) from None
     return map_langfuse(value, settings) if fmt == "langfuse" else map_langsmith(value, settings)
 
 
@@ -445,14 +454,28 @@ def _ids(value: Any) -> tuple[str | None, str | None]:
     """(span_id, trace_id) of a raw record, for the quarantine row, whatever its format."""
     if not isinstance(value, dict):
         return None, None
-    span = _first(value, ("span_id", "response_id", "observationId", "run_id"))
+    span = _first(value, ("span_id", "response_id", "observationId", "run_id", "observation_id"))
     trace = _first(value, ("trace_id", "traceId"))
     return (span if isinstance(span, str) else None), (trace if isinstance(trace, str) else None)
+
+
+def _is_columnar(path: Source) -> bool:
+    try:
+        with open_raw(path) as handle:
+            head = handle.read(detect.HEAD_BYTES)
+    except (OSError, UnreadableFile):
+        return False  # iter_records reports a file it cannot open
+    return detect.detect_file_reader(path.name, head) is not None
 
 
 def read_feedback_file(path: Source, source_file: str, settings: FeedbackSettings) -> _FileRead:
     """Read one feedback file into candidate events (row rules applied) and rejects."""
     read = _FileRead(path=path, source_file=source_file)
+    if _is_columnar(path):
+        # `.parquet` is a landing suffix for span exports (LangSmith bulk export); no feedback format is Parquet.
+        read.file_error = "a Parquet file (a span export such as LangSmith's bulk export), not a feedback export"
+        read.rejects.append(Reject("unknown_format", read.file_error))
+        return read
     try:
         for item in iter_records(path):
             read.records_read += 1

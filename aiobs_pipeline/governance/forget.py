@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -55,6 +56,8 @@ import pandas as pd
 
 from aiobs_pipeline.governance.retention import FORGET_AUDIT, RETENTION_LOG
 from aiobs_pipeline.governance.store import WarehouseSession
+from aiobs_pipeline.ingest.base import RawRecord
+from aiobs_pipeline.ingest.csv_records import is_csv_name, iter_csv_records
 from aiobs_pipeline.ingest.files import GZIP_MAGIC, is_landing_file, looks_like_document
 from aiobs_pipeline.ingest.otlp import MalformedSpan, hex_id
 from aiobs_pipeline.ingest.storage import StoreObject, is_url, open_root
@@ -316,10 +319,11 @@ def _redact_columns(session: WarehouseSession, table: str, user_id: str, dry_run
 # ------------------------------------------------------------------------------------------------ files
 @dataclass
 class _Parsed:
-    """A landing file split into records: line mode keeps each line's bytes; document mode one JSON value."""
+    """A landing file split into records: line mode keeps each line's bytes; document mode one JSON value;
+    csv mode the decompressed bytes in `document` (rows are cut from them by line)."""
 
     gz: bool
-    mode: str  # lines or document
+    mode: str  # lines, document or csv
     lines: list[bytes] = field(default_factory=list)
     document: Any = None
 
@@ -331,6 +335,8 @@ def _load(path: Path) -> _Parsed:
         data = gzip.decompress(raw) if gz else raw
     except (OSError, EOFError, zlib.error) as exc:
         raise ForgetError(f"{path}: the gzip stream is damaged ({exc}); it cannot be rewritten safely") from None
+    if is_csv_name(path.name):
+        return _Parsed(gz, "csv", document=data)
     if looks_like_document(path):
         try:
             return _Parsed(gz, "document", document=orjson.loads(data.removeprefix(b"\xef\xbb\xbf")))
@@ -343,7 +349,7 @@ def _load(path: Path) -> _Parsed:
 
 
 def _dump(parsed: _Parsed) -> bytes:
-    data = orjson.dumps(parsed.document) if parsed.mode == "document" else b"".join(parsed.lines)
+    data = orjson.dumps(parsed.document) if parsed.mode == "document" else b"".join(parsed.lines)  # csv: lines
     return gzip.compress(data, mtime=0) if parsed.gz else data
 
 
@@ -451,11 +457,62 @@ class _FileOutcome:
     delete: bool = False
 
 
+def _physical_lines(data: bytes) -> list[bytes]:
+    """The lines a text stream with universal newlines sees (ending CRLF, CR or LF), each with its ending."""
+    parts = re.split(rb"(\r\n|\r|\n)", data)
+    lines = [parts[i] + parts[i + 1] for i in range(0, len(parts) - 1, 2)]
+    return lines + ([parts[-1]] if parts[-1] else [])
+
+
+def _prune_csv(parsed: _Parsed, rel: str, store: str, matcher: _Matcher,
+               user: UserKeys) -> tuple[list[ForgetItem], int, int]:
+    """Drop the user's CSV rows, keeping every other byte: (items, rows removed, rows and bad lines kept).
+
+    A row is cut from the file by its start line up to the next row's, so quoted newlines stay intact. A row
+    that holds the user beside someone else's data cannot be split and is left in place, said so.
+    """
+    lines = _physical_lines(parsed.document)
+    found = [item for item in iter_csv_records(io.BytesIO(parsed.document), rel) if item.number]
+    starts = sorted({item.number for item in found})
+    following = dict(zip(starts, [*starts[1:], len(lines) + 1], strict=True))
+    items: list[ForgetItem] = []
+    kept = lines[: starts[0] - 1] if starts else lines
+    removed = left = 0
+    for item in sorted(found, key=lambda i: i.number):
+        chunk = lines[item.number - 1: following[item.number] - 1]
+        if isinstance(item, RawRecord):
+            new, count = matcher.prune(item.value)
+            if new is _REMOVE:
+                removed += 1
+                continue
+            if count:
+                items.append(ForgetItem(store, rel, "left_in_place", 1, "lines", f"the CSV row at line "
+                                        f"{item.number} holds the user beside other data; edit it by hand"))
+        elif user.mentions(b"".join(chunk).decode("utf-8", errors="replace")):
+            items.append(ForgetItem(store, rel, "left_in_place", 1, "lines", f"line {item.number} is not a "
+                                    "readable CSV row and contains the user id; edit or delete it by hand"))
+        else:
+            items.append(ForgetItem(store, rel, "unreadable_kept", 1, "lines",
+                                    f"line {item.number} is not a readable CSV row (it does not contain the user id)"))
+        kept.extend(chunk)
+        left += 1
+    parsed.lines = kept
+    return items, removed, left
+
+
 def _prune_file(path: Path, rel: str, store: str, matcher: _Matcher, user: UserKeys) -> _FileOutcome:
     parsed = _load(path)
     items: list[ForgetItem] = []
     removed_records = removed_elements = 0
-    if parsed.mode == "document":
+    if parsed.mode == "csv":
+        items, removed_records, left = _prune_csv(parsed, rel, store, matcher, user)
+        removed_elements = removed_records
+        if not removed_elements:
+            return _FileOutcome(items, None)
+        if not left:
+            return _FileOutcome([*items, ForgetItem(store, rel, "deleted_file", removed_elements, "records")],
+                                b"", True)
+    elif parsed.mode == "document":
         records = parsed.document if isinstance(parsed.document, list) else [parsed.document]
         kept = []
         for record in records:
@@ -584,6 +641,12 @@ def _span_rows(path: Path, rel: str) -> pd.DataFrame:
 
     result = read_file(path, rel, fast_path=False)
     rows = result.rows if result.rows is not None else pd.DataFrame()
+    if result.events:
+        # An OTLP log file's GenAI events belong to the spans they name: without these rows, a logs request
+        # holding events of two users would be removed whole when one of them is forgotten.
+        events = pd.DataFrame({"span_id": [e.span_id for e in result.events],
+                               "trace_id": [e.trace_id for e in result.events], "user_id": None})
+        rows = pd.concat([rows, events], ignore_index=True) if len(rows) else events
     for column in ("span_id", "trace_id", "user_id"):
         if column not in rows.columns:
             rows[column] = pd.Series(dtype=object)
@@ -601,7 +664,8 @@ def collect_landing_keys(roots: Iterable[Path | str], keys: UserKeys) -> None:
     for root in roots:
         for path, rel, _ in _landing_files(root):
             # (An id that a writer may have escaped cannot be searched for in the text: every file is read.)
-            if _UNESCAPED.fullmatch(keys.user_id) and not keys.mentions(
+            # (Parquet is compressed: its bytes say nothing, its rows are read.)
+            if not _is_columnar(path) and _UNESCAPED.fullmatch(keys.user_id) and not keys.mentions(
                     _decoded(path).decode("utf-8", errors="replace")):
                 continue
             rows = _span_rows(path, rel)
@@ -627,10 +691,32 @@ def _atomic_write(path: Path, data: bytes, verify: Callable[[Path], str | None])
             temp.unlink()
 
 
+def _is_columnar(path: Path) -> bool:
+    """Whether a landing file is read by a file reader (a LangSmith bulk-export Parquet file)."""
+    from aiobs_pipeline.ingest import detect  # noqa: PLC0415 - import cycle through ingest
+
+    with open(path, "rb") as handle:
+        return detect.detect_file_reader(path.name, handle.read(detect.HEAD_BYTES)) is not None
+
+
+def _columnar_left(path: Path, rel: str, keys: UserKeys) -> list[ForgetItem]:
+    """Parquet landing files are not rewritten: say how many of the user's spans one still holds."""
+    rows = _span_rows(path, rel)
+    left = int(_user_rows(rows, keys).sum()) if len(rows) else 0
+    if not left:
+        return []
+    return [ForgetItem("landing", rel, "left_in_place", left, "spans",
+                       "forget does not rewrite Parquet files (LangSmith bulk exports): delete the file, or "
+                       "remove the user's runs in LangSmith and export the day again")]
+
+
 def forget_in_landing(root: Path | str, keys: UserKeys, dry_run: bool) -> list[ForgetItem]:
     """Rewrite the span landing files under root (a folder or an object-store URL) without the user's spans."""
     items: list[ForgetItem] = []
     for path, rel, obj in _landing_files(root):
+        if _is_columnar(path):
+            items.extend(_columnar_left(path, rel, keys))
+            continue
         if not _may_mention(_decoded(path), keys):
             continue
         rows = _span_rows(path, rel)

@@ -51,6 +51,34 @@ SpanRow = dict[str, Any]
 
 
 @dataclass
+class SpanEvent:
+    """Content for a span that arrived in another record (an OTLP log record): the hour's ingest joins it
+    into the span with the same trace and span id (`otlp_logs.join_events`), or quarantines it."""
+
+    # Both None for an event emitted outside any span context (a stream's last event): matched by time.
+    trace_id: str | None
+    span_id: str | None
+    name: str
+    time: datetime | None
+    # The log record's attributes with its body merged in, as `otlp.messages_from_events` reads them.
+    attributes: dict[str, Any]
+    number: int
+    where: str  # the record's place in its request, e.g. "resourceLogs[0].scopeLogs[0].logRecords[2]"
+    raw: str | None = None
+    source_format: str | None = None
+    resource: dict[str, Any] = field(default_factory=dict)  # the log record's resource attributes
+
+
+@dataclass
+class SkippedRecord:
+    """A record of a known format that carries nothing aiobs reads (a plain application log record):
+    counted in the audit as `records_ignored`, never stored."""
+
+    number: int
+    detail: str
+
+
+@dataclass
 class ReadResult:
     """What a reader made of one file: canonical span rows and rejects."""
 
@@ -67,8 +95,8 @@ class Reader(Protocol):
         """Return True when a parsed record looks like this format."""
         ...
 
-    def read(self, records: Iterable[RawRecord]) -> Iterator[SpanRow | Reject]:
-        """Turn records into canonical span rows or rejects."""
+    def read(self, records: Iterable[RawRecord]) -> Iterator[SpanRow | Reject | SpanEvent | SkippedRecord]:
+        """Turn records into canonical span rows or rejects (log readers: span events and skipped records)."""
         ...
 
 

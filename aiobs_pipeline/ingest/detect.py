@@ -9,15 +9,42 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from aiobs_pipeline.ingest import langfuse, langsmith, native, openinference, otlp
+from aiobs_pipeline.ingest import (
+    langfuse,
+    langfuse_blob,
+    langsmith,
+    langsmith_bulk,
+    native,
+    openinference,
+    otlp,
+    otlp_logs,
+)
 
 READERS: tuple[ModuleType, ...] = (
     otlp,
+    otlp_logs,
     langsmith,
     langfuse,
+    langfuse_blob,
     openinference,
     native,
 )
+
+
+# Formats recognised from a file's name and first bytes rather than a JSON record (binary, columnar files):
+# each has `claims(name, head) -> bool` and `read_stream(stream, name, window)`.
+FILE_READERS: tuple[ModuleType, ...] = (
+    langsmith_bulk,
+)
+HEAD_BYTES = 4
+
+
+def detect_file_reader(name: str, head: bytes) -> ModuleType | None:
+    """Return the file reader that claims a file by its name and first `HEAD_BYTES` bytes, or None."""
+    for reader in FILE_READERS:
+        if reader.claims(name, head):
+            return reader
+    return None
 
 
 def detect_reader(value: Any) -> ModuleType | None:
@@ -30,8 +57,8 @@ def detect_reader(value: Any) -> ModuleType | None:
 
 def reader_for(format_name: str) -> ModuleType:
     """Return the reader module for a format name; raise ValueError naming the known formats."""
-    for reader in READERS:
+    for reader in READERS + FILE_READERS:
         if reader.FORMAT == format_name:
             return reader
-    known = ", ".join(r.FORMAT for r in READERS)
+    known = ", ".join(r.FORMAT for r in READERS + FILE_READERS)
     raise ValueError(f"unknown format {format_name!r}; known formats: {known}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import orjson
 
+from aiobs_pipeline.ingest import csv_records
 from aiobs_pipeline.ingest.base import RawRecord, Reject
 from aiobs_pipeline.ingest.storage import StoreObject
 
@@ -27,7 +28,10 @@ Source = Path | StoreObject
 GZIP_MAGIC = b"\x1f\x8b"
 # A JSON document (not JSON Lines) is loaded whole; past this size a file must be JSON Lines.
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
-LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+LANDING_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz", ".parquet")
+
+# CSV files (ingest/csv_records.py); on its own line so other suffixes merge cleanly.
+LANDING_SUFFIXES = (*LANDING_SUFFIXES, *csv_records.CSV_SUFFIXES)
 
 
 class UnreadableFile(Exception):
@@ -35,7 +39,7 @@ class UnreadableFile(Exception):
 
 
 def is_landing_file(path: Source) -> bool:
-    """Return True for names the landing layout accepts (.jsonl, .json, .ndjson, optionally .gz)."""
+    """Return True for names the landing layout accepts (.jsonl, .json, .ndjson, optionally .gz; .parquet)."""
     name = path.name.lower()
     return not name.startswith(".") and name.endswith(LANDING_SUFFIXES)
 
@@ -76,6 +80,18 @@ def open_binary(path: Source) -> io.BufferedIOBase:
         handle.close()
         raise UnreadableFile(f"{path}: named .gz but is not gzip-compressed")
     return handle
+
+
+def open_raw(path: Source) -> io.BufferedIOBase:
+    """The bytes of a file or object as stored (never gunzipped): for readers that sniff a format's magic."""
+    if isinstance(path, StoreObject):
+        if path.local_path is None:
+            return path.open()
+        path = path.local_path
+    try:
+        return open(path, "rb")  # noqa: SIM115 - returned to the caller
+    except OSError as exc:
+        raise UnreadableFile(f"{path}: cannot open: {exc.strerror or exc}") from exc
 
 
 def _open_object(obj: StoreObject) -> io.BufferedIOBase:
@@ -159,8 +175,13 @@ def iter_records(path: Source) -> Iterator[RawRecord | Reject]:
     """Yield the records of a landing file, or Rejects for lines that are not valid UTF-8 JSON.
 
     A corrupt or truncated gzip stream yields the records before the damage, then one `corrupt_gzip`
-    Reject. A file that cannot be opened raises `UnreadableFile`.
+    Reject. A file that cannot be opened raises `UnreadableFile`. A `.csv` / `.csv.gz` file yields its rows
+    (see `csv_records`).
     """
+    if csv_records.is_csv_name(path.name):
+        with open_binary(path) as stream:
+            yield from csv_records.iter_csv_records(stream, str(path))
+        return
     try:
         document = looks_like_document(path)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:

@@ -669,3 +669,24 @@ def _event_body(attributes: dict[str, Any]) -> dict[str, Any]:
     elif content is not None:
         body["content"] = content
     return body
+
+
+def messages_from_events(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]] | None,
+                                                                list[dict[str, Any]] | None]:
+    """(input, output) messages carried by GenAI content events alone, as a span's events would give them.
+
+    For events that arrive apart from their span (OTLP log records, `otlp_logs`): `DETAILS_EVENT` attributes
+    read as the span's content attributes, the per-message and choice events as `_map_conversation` reads
+    them; events are `{name, time, attributes}` in the order they were emitted.
+    """
+    attrs: dict[str, Any] = {}
+    rest = []
+    for event in events:
+        if event.get("name") == DETAILS_EVENT:
+            for key, value in (event.get("attributes") or {}).items():
+                attrs.setdefault(key, value)
+        else:
+            rest.append(event)
+    fields: dict[str, Any] = {}
+    _map_conversation(attrs, set(), rest, fields)
+    return fields["input_messages"], fields["output_messages"]

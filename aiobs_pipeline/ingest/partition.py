@@ -1,8 +1,10 @@
 """Ingesting one export hour: landing layout, reading every file, row rules, dedupe, and the audit.
 
 Owns the identity the audit promises for every partition and file:
-    spans_found = spans_written + spans_quarantined
-where unreadable records (bad JSON, bad encoding, unknown format, a damaged gzip tail) are quarantined too.
+    spans_found = spans_written + spans_quarantined + events_joined + records_ignored
+where unreadable records (bad JSON, bad encoding, unknown format, a damaged gzip tail) are quarantined too,
+`events_joined` counts log records (GenAI content events) merged into a span of the hour instead of becoming
+rows (`otlp_logs.join_events`), and `records_ignored` plain log records that carry nothing aiobs reads.
 It must not talk to Dagster or a database: it returns three DataFrames, and the Dagster layer stores them.
 
 Where the files come from is `storage` (a local folder or an object store) and `layout` (which objects
@@ -28,9 +30,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from aiobs_pipeline.ingest import detect
-from aiobs_pipeline.ingest.base import RawRecord, Reject
-from aiobs_pipeline.ingest.files import Source, UnreadableFile, is_landing_file, iter_records
+from aiobs_pipeline.ingest import csv_records, detect, otlp_logs
+from aiobs_pipeline.ingest.base import RawRecord, Reject, SkippedRecord, SpanEvent
+from aiobs_pipeline.ingest.files import Source, UnreadableFile, is_landing_file, iter_records, open_binary
 from aiobs_pipeline.ingest.layout import DEFAULT_LAYOUT, Layout, Window, objects_for_hour, parse_layout
 from aiobs_pipeline.ingest.masking import Masker, counts_by_file, mask_quarantine, mask_spans
 from aiobs_pipeline.ingest.storage import Store, StoreObject, open_root
@@ -97,6 +99,10 @@ class FileRead:
     prevalidated: pd.DataFrame | None = None
     # A 64-bit hash of each pre-validated row's span id, when the fast path computed them (for the dedupe).
     span_hashes: np.ndarray | None = None
+    # Log readers: content events for spans (joined by `otlp_logs.join_events`), and records counted only.
+    events: list[SpanEvent] = field(default_factory=list)
+    events_joined: int = 0
+    records_ignored: int = 0
 
 
 @dataclass
@@ -111,13 +117,22 @@ class PartitionIngest:
     pii_masked: Counter | None = None
 
 
-def read_file(path: Source, source_file: str, fast_path: bool = True, window: Window | None = None) -> FileRead:
-    """Read one landing file with the reader its first readable record selects.
+def read_file(path: Source, source_file: str, fast_path: bool = True,
+              window: Window | tuple[datetime, datetime] | None = None,
+              keep_undated: bool | None = None) -> FileRead:
+    """Read one landing file with the reader its bytes (Parquet) or its first readable record selects.
 
-    `window` is the export hour being read; when `window.filter_rows` (day files), the rows outside it are
-    dropped afterwards (`keep_window`), so a reader that can filter by start time while reading (Parquet)
-    may use it to read less, never to decide what is kept.
+    `window` (start inclusive, end exclusive: a `layout.Window` or a pair) keeps only the spans starting in
+    it, for file readers that hold more than one export hour (a daily LangSmith bulk export); the JSON readers
+    read every record (`ingest_files` then keeps a day file's rows with `keep_window`). Rows without a
+    readable start time go to the window only with `keep_undated` (default: the window's `keeps_timeless`,
+    which is true in the first hour of a day only).
     """
+    if keep_undated is None:
+        keep_undated = getattr(window, "keeps_timeless", True)
+    binary = _file_reader(path)
+    if binary is not None:
+        return _read_binary(binary, path, source_file, window, keep_undated)
     # --- native fast path (aiobs_pipeline/ingest/native_fast.py); imported here to avoid an import cycle ---
     if fast_path:
         from aiobs_pipeline.ingest import native_fast
@@ -148,14 +163,42 @@ def read_file(path: Source, source_file: str, fast_path: bool = True, window: Wi
                 result.source_format = reader.FORMAT
             pending.append(item)
             if len(pending) >= 10_000:
-                _collect(reader, pending, rows, result.rejects)
+                _collect(reader, pending, rows, result)
                 pending = []
         if reader is not None and pending:
-            _collect(reader, pending, rows, result.rejects)
+            _collect(reader, pending, rows, result)
     except UnreadableFile as exc:
         result.file_error = str(exc)
         result.rejects.append(Reject("unreadable_file", str(exc)))
     result.rows = pd.DataFrame(rows) if rows else None
+    return result
+
+
+def _file_reader(path: Source) -> ModuleType | None:
+    """The file reader (detect.FILE_READERS) that claims this file by its name and first bytes, if any."""
+    try:
+        with open_binary(path) as stream:
+            head = stream.read(detect.HEAD_BYTES)
+    except (UnreadableFile, OSError, EOFError):
+        head = b""  # the JSON path reports a file it cannot open; a `.parquet` name is still claimed below
+    return detect.detect_file_reader(path.name, head)
+
+
+def _read_binary(reader: ModuleType, path: Source, source_file: str,
+                 window: tuple[datetime, datetime] | None, keep_undated: bool) -> FileRead:
+    result = FileRead(path=path, source_file=source_file)
+    try:
+        with open_binary(path) as stream:
+            read = reader.read_stream(stream, source_file, window, keep_undated)
+    except UnreadableFile as exc:
+        result.file_error = str(exc)
+        # The quarantine prefixes every detail with the file name already.
+        result.rejects.append(Reject("unreadable_file", str(exc).removeprefix(f"{source_file}: ")))
+        return result
+    result.rows, result.rejects, result.file_error = read.rows, read.rejects, read.file_error
+    result.records_read = read.records_read
+    if read.rows is not None or not read.rejects or read.records_read:
+        result.source_format = reader.FORMAT  # null in the audit when the file is not of the format at all
     return result
 
 
@@ -165,39 +208,48 @@ def _unknown(item: RawRecord) -> Reject:
                   item.number, item.text)
 
 
-def _collect(reader: ModuleType, records: Iterable[RawRecord], rows: list[dict], rejects: list[Reject]) -> None:
+def _collect(reader: ModuleType, records: Iterable[RawRecord], rows: list[dict], result: FileRead) -> None:
     for out in reader.read(records):
         if isinstance(out, Reject):
             out.source_format = out.source_format or reader.FORMAT
-            rejects.append(out)
+            result.rejects.append(out)
+        elif isinstance(out, SpanEvent):
+            result.events.append(out)
+        elif isinstance(out, SkippedRecord):
+            result.records_ignored += 1
         else:
             rows.append(out)
 
 
 def ingest_files(files: Iterable[Source], export_hour: datetime, landing_root: str | Path | Store,
                  fast_path: bool = True, masker: Masker | None = None,
-                 window: Window | None = None) -> PartitionIngest:
+                 window: Window | tuple[datetime, datetime] | None = None,
+                 keep_undated: bool | None = None) -> PartitionIngest:
     """Read, validate and deduplicate the given files as the export hour `export_hour`; mask PII if asked.
 
-    With a `window` that filters rows (day files), only records starting in the hour are kept."""
+    With a `layout.Window` that filters rows (day files), only records starting in the hour are kept, and
+    file readers get it to read less; a Window that does not filter (hourly layouts) reaches no reader, so
+    late spans are kept. A plain (start, end) pair and `keep_undated` are handed to every file reader."""
     export_hour = pd.Timestamp(export_hour).tz_convert("UTC") if pd.Timestamp(export_hour).tzinfo else \
         pd.Timestamp(export_hour).tz_localize("UTC")
     reads: list[FileRead] = []
+    pushdown = None if isinstance(window, Window) and not window.filter_rows else window
     for path in files:
         source_file = source_name(path, landing_root)
         read = read_file(path if isinstance(path, StoreObject) else Path(path), source_file,
-                         fast_path=fast_path, window=window)
+                         fast_path=fast_path, window=pushdown, keep_undated=keep_undated)
         if read.file_error:
             log.warning("landing file %s could not be read in full: %s", source_file, read.file_error)
         reads.append(read)
     _postprocess_by_format(reads)
-    if window is not None and window.filter_rows:
+    if isinstance(window, Window) and window.filter_rows:
         for read in reads:
             keep_window(read, window)
     for read in reads:
         # Counted before the row rules, so the audit identity found = written + quarantined is a real check.
         read.spans_found = (0 if read.rows is None else len(read.rows)) + len(read.rejects) + (
-            0 if read.prevalidated is None else len(read.prevalidated))
+            0 if read.prevalidated is None else len(read.prevalidated)) + len(read.events) + read.records_ignored
+    _join_events(reads, export_hour)
 
     valid_parts: list[pd.DataFrame] = []
     # The span-id hashes of each valid part, None for a part without them.
@@ -315,6 +367,32 @@ def _postprocess_by_format(reads: list[FileRead]) -> None:
             read.rejects.extend(r for r in rejects if r.source_file == read.source_file)
 
 
+def _join_events(reads: list[FileRead], export_hour: pd.Timestamp) -> None:
+    """Join the hour's span events (log files) into its span rows (any file); orphans become the log file's
+    rejects. Runs after `_postprocess_by_format`, so it sees the rows as they will be validated."""
+    events = [(f, event) for f, read in enumerate(reads) for event in read.events]
+    if not events:
+        return
+    elsewhere: dict[tuple[str, str], str] = {}
+    for read in reads:
+        for reject in read.rejects:
+            if reject.trace_id and reject.span_id and reject.source_format != otlp_logs.FORMAT:
+                elsewhere.setdefault((reject.trace_id, reject.span_id),
+                                     f"was quarantined ({reject.reason}, {read.source_file}:{reject.number})")
+        if read.prevalidated is not None and len(read.prevalidated):
+            for key in zip(read.prevalidated["trace_id"], read.prevalidated["span_id"], strict=True):
+                elsewhere.setdefault(key, f"in {read.source_file}, read by the native fast path, which events "
+                                          "are not joined into")
+    joined, rejects = otlp_logs.join_events([r.rows for r in reads], events, f"{export_hour:%Y-%m-%dT%H}:00Z",
+                                            elsewhere)
+    for f, count in joined.items():
+        reads[f].events_joined = count
+    for f, reject in rejects:
+        reads[f].rejects.append(reject)
+    for read in reads:
+        read.events = []
+
+
 def _rejects_frame(read: FileRead) -> pd.DataFrame:
     return pd.DataFrame({
         "source_file": read.source_file,
@@ -337,13 +415,20 @@ def _with_raw(quarantined: pd.DataFrame, path: Source) -> pd.DataFrame:
     import gzip
     import zlib
 
-    from aiobs_pipeline.ingest.files import _decode, looks_like_document, open_binary
+    from aiobs_pipeline.ingest.files import _decode, looks_like_document
 
     wanted = set(int(n) for n in quarantined["source_line"].dropna())
     raw: dict[int, str] = {}
-    if wanted:
+    binary = _file_reader(path) if wanted else None
+    if binary is not None:
         try:
-            if looks_like_document(path):
+            with open_binary(path) as stream:
+                raw = binary.raw_records(stream, wanted)
+        except (UnreadableFile, OSError, ValueError):
+            pass  # the rows are quarantined without their raw text; the detail still names file and row
+    elif wanted:
+        try:
+            if csv_records.is_csv_name(path.name) or looks_like_document(path):  # a CSV row may span lines
                 for item in iter_records(path):
                     if item.number in wanted:
                         raw[item.number] = item.text if isinstance(item, RawRecord) else (item.raw or "")
@@ -401,6 +486,8 @@ def build_audit(reads: list[FileRead], spans: pd.DataFrame, quarantined: pd.Data
             "spans_quarantined": len(q),
             "quarantined_by_reason": orjson.dumps(by_reason).decode(),
             "late_spans": late_by_file.get(read.source_file, 0),
+            "events_joined": read.events_joined,
+            "records_ignored": read.records_ignored,
             "file_error": read.file_error,
             "schema_version": SCHEMA_VERSION,
             "pii_masked": None if masked is None else sum(masked.values()),

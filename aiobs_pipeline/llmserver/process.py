@@ -19,7 +19,7 @@ from typing import Any
 
 STARTUP_TIMEOUT_S = 20.0
 _OPTIONS = ("seed", "error_rate", "malformed_rate", "timeout_rate", "timeout_s", "latency_ms", "retry_after_ms",
-            "embedding_dims")
+            "embedding_dims", "ttft_ms", "chunk_delay_ms", "prompt_cache_min_tokens", "prompt_cache_block")
 
 
 @dataclass

@@ -3,6 +3,14 @@
 Endpoints: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`, `GET /health`, and
 `POST /admin/reset` (forgets per-request fault sequences and the simulated prompt cache).
 
+Streaming: `stream: true` on chat completions answers with server-sent events the way OpenAI does: a first
+chunk carrying the assistant role, content deltas of a few tokens each, a chunk with the finish reason, and
+with `stream_options: {"include_usage": true}` a last chunk with `choices: []` and the same usage as the
+non-streamed answer; then `data: [DONE]`. The first content arrives `--ttft-ms` after the request (plus any
+latency), later chunks `--chunk-delay-ms` apart. Usage reports cached prompt tokens for a repeated prompt of
+at least `--prompt-cache-min-tokens` (in blocks of `--prompt-cache-block`), and reasoning tokens for reasoning
+models (`o1`, `o3-mini`, `o4-mini`, ...: names `o<digit>...`), counted in completion tokens as OpenAI counts them.
+
 Misbehaviour, for testing clients for real:
 - server-wide, by flags: `--error-rate` (429 and 500 responses in equal parts), `--malformed-rate` (200 with a
   truncated JSON body), `--timeout-rate` (the response is held back `--timeout-s` seconds), `--latency-ms`
@@ -15,6 +23,8 @@ Misbehaviour, for testing clients for real:
   `500`, `503`, ...), `malformed`, `timeout`. `X-Aiobs-Latency-Ms` adds latency to that request;
   `X-Aiobs-Retry-After-Ms` sets the retry-after header of its 429s.
 Fault headers override the random faults for that request; `/health` and `/v1/models` never misbehave.
+A malformed fault on a streamed request sends the first half of the events, then half an event, and ends the
+response without `[DONE]` (a stream cut by a dropped connection); error statuses come before any event.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import argparse
 import base64
 import json
 import math
+import re
 import struct
 import sys
 import threading
@@ -43,6 +54,11 @@ DEFAULT_MODELS = ("aiobs-local", "gpt-4o-mini", "text-embedding-3-small")
 MESSAGE_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 MAX_BODY_BYTES = 20 * 1024 * 1024
 PROMPT_CACHE_BLOCK = 128
+DEFAULT_TTFT_MS = 40.0
+DEFAULT_CHUNK_DELAY_MS = 8.0
+TOKENS_PER_CHUNK = 3
+# OpenAI's reasoning models (o1, o3-mini, o4-mini, ...) report hidden reasoning tokens in their usage.
+REASONING_MODEL_RE = re.compile(r"^o\d")
 _ERROR_TYPES = {
     400: ("invalid_request_error", "invalid_request"),
     404: ("invalid_request_error", "not_found"),
@@ -76,6 +92,9 @@ class ServerConfig:
     retry_after_ms: int | None = None
     embedding_dims: int = 256
     prompt_cache_min_tokens: int = 1024
+    prompt_cache_block: int = PROMPT_CACHE_BLOCK
+    ttft_ms: float = DEFAULT_TTFT_MS
+    chunk_delay_ms: float = DEFAULT_CHUNK_DELAY_MS
     log_requests: bool = False
     models: tuple[str, ...] = DEFAULT_MODELS
 
@@ -86,8 +105,10 @@ class ServerConfig:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
         if self.error_rate + self.malformed_rate + self.timeout_rate > 1.0:
             raise ValueError("error_rate + malformed_rate + timeout_rate must not exceed 1")
-        if self.latency_ms < 0 or self.timeout_s < 0:
-            raise ValueError("latency_ms and timeout_s must not be negative")
+        if self.latency_ms < 0 or self.timeout_s < 0 or self.ttft_ms < 0 or self.chunk_delay_ms < 0:
+            raise ValueError("latency_ms, timeout_s, ttft_ms and chunk_delay_ms must not be negative")
+        if self.prompt_cache_min_tokens < 0 or self.prompt_cache_block < 1:
+            raise ValueError("prompt_cache_min_tokens must not be negative and prompt_cache_block must be >= 1")
         if not 1 <= self.embedding_dims <= 4096:
             raise ValueError(f"embedding_dims must be between 1 and 4096, got {self.embedding_dims}")
         if not 0 <= self.port <= 65535:
@@ -128,14 +149,15 @@ class ServerState:
             return number, "timeout"
         return number, "ok"
 
-    def cached_tokens(self, prompt_key: int, prompt_tokens: int, min_tokens: int) -> int:
-        """Prompt-cache hits as OpenAI reports them: repeated prompts of >= min_tokens, in 128-token blocks."""
+    def cached_tokens(self, prompt_key: int, prompt_tokens: int, min_tokens: int,
+                      block: int = PROMPT_CACHE_BLOCK) -> int:
+        """Prompt-cache hits as OpenAI reports them: repeated prompts of >= min_tokens, in whole blocks."""
         if prompt_tokens < min_tokens:
             return 0
         with self.lock:
             seen = prompt_key in self.seen_prompts
             self.seen_prompts.add(prompt_key)
-        return (prompt_tokens // PROMPT_CACHE_BLOCK) * PROMPT_CACHE_BLOCK if seen else 0
+        return (prompt_tokens // block) * block if seen else 0
 
 
 class LLMHTTPServer(ThreadingHTTPServer):
@@ -191,8 +213,15 @@ def chat_completion(body: dict[str, Any], config: ServerConfig, state: ServerSta
     if not isinstance(model, str) or not model:
         raise RequestError(400, "'model' must be a non-empty string", "model")
     messages = _validate_messages(body)
-    if body.get("stream"):
-        raise RequestError(400, "streaming is not supported by the aiobs local server", "stream")
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestError(400, f"'stream' must be a boolean, got {stream!r}", "stream")
+    stream_options = body.get("stream_options")
+    if stream_options is not None:
+        if not stream:
+            raise RequestError(400, "'stream_options' is only allowed when 'stream' is true", "stream_options")
+        if not isinstance(stream_options, dict):
+            raise RequestError(400, "'stream_options' must be an object", "stream_options")
     n = _int_param(body, "n", 1, 1, 128) or 1
     temperature = body.get("temperature", 1.0)
     if temperature is None:
@@ -227,7 +256,10 @@ def chat_completion(body: dict[str, Any], config: ServerConfig, state: ServerSta
             "finish_reason": finish,
         })
     prompt_tokens = sum(t.count_tokens(message_text(m.get("content"))) for m in messages)
-    cached = state.cached_tokens(t.stable_hash(model, prompt_key), prompt_tokens, config.prompt_cache_min_tokens)
+    cached = state.cached_tokens(t.stable_hash(model, prompt_key), prompt_tokens, config.prompt_cache_min_tokens,
+                                 config.prompt_cache_block)
+    reasoning = reasoning_tokens(model, prompt_key, n)
+    completion_tokens += reasoning
     return {
         "id": f"chatcmpl-{t.stable_hash(config.seed, prompt_key, number):016x}",
         "object": "chat.completion",
@@ -239,12 +271,61 @@ def chat_completion(body: dict[str, Any], config: ServerConfig, state: ServerSta
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+            "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
         },
         "system_fingerprint": f"fp_aiobs_local_{config.seed}",
         "service_tier": "default",
     }
+
+
+def reasoning_tokens(model: str, prompt_key: str, n: int = 1) -> int:
+    """Hidden reasoning tokens a reasoning model reports for a prompt (deterministic, 16-64 per choice)."""
+    if not REASONING_MODEL_RE.match(model):
+        return 0
+    return sum(16 + t.stable_hash("reasoning", model, prompt_key, index) % 49 for index in range(n))
+
+
+def _pieces(text: str, tokens_per_chunk: int = TOKENS_PER_CHUNK) -> list[str]:
+    """The text cut after every few tokens, whitespace kept with the following piece; joined it is the text."""
+    ends = [m.end() for m in t.TOKEN_RE.finditer(text)][tokens_per_chunk - 1::tokens_per_chunk]
+    cuts = [0, *(end for end in ends if end < len(text)), len(text)]
+    return [text[a:b] for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
+def stream_chunks(completion: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+    """The chat.completion.chunk objects OpenAI streams for a completion, in order (the text split in pieces).
+
+    Every choice gets a role chunk, its content pieces and a finish chunk; with include_usage every chunk
+    carries `usage: null` and a last chunk with no choices carries the completion's usage.
+    """
+    head = {"id": completion["id"], "object": "chat.completion.chunk", "created": completion["created"],
+            "model": completion["model"], "system_fingerprint": completion["system_fingerprint"],
+            "service_tier": completion["service_tier"]}
+    if include_usage:
+        head["usage"] = None
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> dict[str, Any]:
+        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+        return {**head, "choices": [choice]}
+
+    chunks = []
+    for choice in completion["choices"]:
+        index = choice["index"]
+        chunks.append(chunk(index, {"role": "assistant", "content": "", "refusal": None}))
+        token_lps = (choice.get("logprobs") or {}).get("content")
+        position = 0
+        for piece in _pieces(choice["message"]["content"] or ""):
+            logprobs = None
+            if token_lps is not None:
+                count = t.count_tokens(piece)
+                logprobs = {"content": token_lps[position:position + count], "refusal": None}
+                position += count
+            chunks.append(chunk(index, {"content": piece}, logprobs=logprobs))
+        chunks.append(chunk(index, {}, finish=choice["finish_reason"]))
+    if include_usage:
+        chunks.append({**head, "choices": [], "usage": completion["usage"]})
+    return chunks
 
 
 def embeddings(body: dict[str, Any], config: ServerConfig) -> dict[str, Any]:
@@ -372,6 +453,10 @@ class LLMRequestHandler(BaseHTTPRequestHandler):
                 raise RequestError(400, "the request body must be a JSON object")
             if path == "/v1/chat/completions":
                 payload = chat_completion(body, config, state, number)
+                if body.get("stream"):
+                    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                    self._send_stream(stream_chunks(payload, include_usage), cut=fault == "malformed")
+                    return
             else:
                 payload = embeddings(body, config)
         except json.JSONDecodeError as error:
@@ -385,6 +470,33 @@ class LLMRequestHandler(BaseHTTPRequestHandler):
             # A body cut mid-stream, as a broken proxy or a dropped connection would deliver it.
             encoded = encoded[: max(1, len(encoded) // 2)]
         self._send_bytes(200, encoded)
+
+    def _send_stream(self, chunks: list[dict[str, Any]], cut: bool = False) -> None:
+        """Server-sent events with chunked transfer encoding; `cut` ends mid-event without `[DONE]`."""
+        config = self.server.config
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        if cut:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        events = [f"data: {json.dumps(c)}\n\n".encode() for c in chunks]
+        if cut:
+            half = events[: max(1, len(events) // 2)]
+            events = [*half[:-1], half[-1][: max(1, len(half[-1]) // 2)]]
+        else:
+            events.append(b"data: [DONE]\n\n")
+        # The role chunk and the first piece of content leave together, after the time to first token.
+        for position, event in enumerate(events):
+            delay = config.ttft_ms if position == 0 else 0.0 if position == 1 else config.chunk_delay_ms
+            if delay > 0:
+                time.sleep(delay / 1000)
+            self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+        if not cut:
+            self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     def _send_fault_status(self, fault: str) -> None:
         if not (fault.isdigit() and 400 <= int(fault) <= 599):
@@ -429,13 +541,19 @@ def serve(
     retry_after_ms: int | None = None,
     embedding_dims: int = 256,
     log_requests: bool = False,
+    ttft_ms: float = DEFAULT_TTFT_MS,
+    chunk_delay_ms: float = DEFAULT_CHUNK_DELAY_MS,
+    prompt_cache_min_tokens: int = 1024,
+    prompt_cache_block: int = PROMPT_CACHE_BLOCK,
 ) -> int:
     """Serve until interrupted; print one line with the base URL to stdout first. Returns an exit code."""
     try:
         config = ServerConfig(host=host, port=port, seed=seed, error_rate=error_rate, latency_ms=latency_ms,
                               malformed_rate=malformed_rate, timeout_rate=timeout_rate, timeout_s=timeout_s,
                               retry_after_ms=retry_after_ms, embedding_dims=embedding_dims,
-                              log_requests=log_requests)
+                              log_requests=log_requests, ttft_ms=ttft_ms, chunk_delay_ms=chunk_delay_ms,
+                              prompt_cache_min_tokens=prompt_cache_min_tokens,
+                              prompt_cache_block=prompt_cache_block)
     except ValueError as error:
         print(f"aiobs llm-server: invalid setting: {error}", file=sys.stderr)
         return 2
@@ -472,6 +590,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="send retry-after-ms (and retry-after) headers with 429 responses")
     parser.add_argument("--embedding-dims", type=int, default=256, help="default embedding size (default 256)")
     parser.add_argument("--log-requests", action="store_true", help="write an access log to stderr")
+    parser.add_argument("--ttft-ms", type=float, default=DEFAULT_TTFT_MS,
+                        help=f"streamed answers: time to the first chunk (default {DEFAULT_TTFT_MS:g})")
+    parser.add_argument("--chunk-delay-ms", type=float, default=DEFAULT_CHUNK_DELAY_MS,
+                        help=f"streamed answers: delay between later chunks (default {DEFAULT_CHUNK_DELAY_MS:g})")
+    parser.add_argument("--prompt-cache-min-tokens", type=int, default=1024,
+                        help="a repeated prompt of at least this many tokens reports cached tokens (default 1024)")
+    parser.add_argument("--prompt-cache-block", type=int, default=PROMPT_CACHE_BLOCK,
+                        help=f"cached tokens come in whole blocks of this size (default {PROMPT_CACHE_BLOCK})")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -479,7 +605,9 @@ def run_from_args(args: argparse.Namespace) -> int:
     return serve(host=args.host, port=args.port, seed=args.seed, error_rate=args.error_rate,
                  latency_ms=args.latency_ms, malformed_rate=args.malformed_rate, timeout_rate=args.timeout_rate,
                  timeout_s=args.timeout_s, retry_after_ms=args.retry_after_ms,
-                 embedding_dims=args.embedding_dims, log_requests=args.log_requests)
+                 embedding_dims=args.embedding_dims, log_requests=args.log_requests, ttft_ms=args.ttft_ms,
+                 chunk_delay_ms=args.chunk_delay_ms, prompt_cache_min_tokens=args.prompt_cache_min_tokens,
+                 prompt_cache_block=args.prompt_cache_block)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,7 +48,8 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 
 
-def _hex(value: str, where: str) -> str:
+def hex_id(value: str, where: str) -> str:
+    """A base64 id (protobuf's JSON mapping of bytes) as OTLP/JSON's lowercase hex; ValueError naming `where`."""
     try:
         return base64.b64decode(value, validate=True).hex()
     except (ValueError, TypeError) as exc:
@@ -64,11 +65,11 @@ def request_to_otlp_json(request: ExportTraceServiceRequest) -> dict[str, Any]:
                 where = f"resourceSpans[{i}].scopeSpans[{j}].spans[{k}]"
                 for name in _ID_FIELDS:
                     if name in span:
-                        span[name] = _hex(span[name], f"{where}.{name}")
+                        span[name] = hex_id(span[name], f"{where}.{name}")
                 for n, link in enumerate(span.get("links", [])):
                     for name in ("traceId", "spanId"):
                         if name in link:
-                            link[name] = _hex(link[name], f"{where}.links[{n}].{name}")
+                            link[name] = hex_id(link[name], f"{where}.links[{n}].{name}")
     return body
 
 
@@ -111,15 +112,15 @@ def process_file_name(prefix: str, host: str | None = None, pid: int | None = No
     return f"{_UNSAFE_NAME.sub('_', prefix)}-{_UNSAFE_NAME.sub('_', host) or 'host'}-{pid}.jsonl"
 
 
-class OtlpJsonFileSpanExporter(SpanExporter):
-    """Writes span batches as OTLP/JSON lines into hourly folders of an aiobs landing root.
+class HourlyJsonlFiles:
+    """The files one exporter appends OTLP/JSON lines to: `<root>/YYYY/MM/DD/HH/<prefix>-<host>-<pid>.jsonl`.
 
-    Use it with a `BatchSpanProcessor` (or `SimpleSpanProcessor` in short scripts and tests):
-
-        provider.add_span_processor(BatchSpanProcessor(OtlpJsonFileSpanExporter("/data/landing")))
+    Shared by the span and the log exporter (they differ only in what they encode and in the file prefix):
+    O_APPEND descriptors for the last MAX_OPEN_FILES hours, one `write` of whole lines per hour under a lock,
+    a torn last line ended before appending, a file of its own after a fork, optional fsync.
     """
 
-    def __init__(self, landing_root: str | os.PathLike[str], file_prefix: str = "otel", fsync: bool = False) -> None:
+    def __init__(self, landing_root: str | os.PathLike[str], file_prefix: str, fsync: bool = False) -> None:
         root = Path(landing_root)
         if root.exists() and not root.is_dir():
             raise ValueError(f"landing root {root} exists and is not a folder")
@@ -131,7 +132,7 @@ class OtlpJsonFileSpanExporter(SpanExporter):
         self._lock = threading.Lock()
         self._files: OrderedDict[Path, int] = OrderedDict()  # path -> fd, least recently used first
         self._pid = os.getpid()
-        self._shut_down = False
+        self.shut_down = False
         # A fork while another thread holds the lock would leave the child's copy locked forever.
         reinit = weakref.WeakMethod(self._reset_lock)
         os.register_at_fork(after_in_child=lambda: (method := reinit()) is not None and method())
@@ -140,21 +141,11 @@ class OtlpJsonFileSpanExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def path_for(self, hour: datetime) -> Path:
-        """The file this process writes the spans of `hour` to."""
+        """The file this process writes the lines of `hour` to."""
         return hour_folder(self.landing_root, hour) / process_file_name(self.file_prefix)
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Append the batch to the files of the hours its spans ended in; FAILURE (logged) on any error."""
-        if self._shut_down:
-            log.warning("OtlpJsonFileSpanExporter.export called after shutdown; %d spans dropped", len(spans))
-            return SpanExportResult.FAILURE
-        if not spans:
-            return SpanExportResult.SUCCESS
-        try:
-            lines = {hour: encode_line(group) for hour, group in group_by_hour(spans).items()}
-        except Exception:  # an exporter must not raise into the span processor: report and drop the batch
-            log.exception("could not encode %d spans as OTLP/JSON", len(spans))
-            return SpanExportResult.FAILURE
+    def append(self, lines: dict[datetime, bytes]) -> Path | None:
+        """Append each hour's lines to its file; the path that failed (error logged) or None when all were written."""
         with self._lock:
             self._after_fork()
             for hour, line in lines.items():
@@ -162,9 +153,9 @@ class OtlpJsonFileSpanExporter(SpanExporter):
                 try:
                     self._write(path, line)
                 except OSError as exc:
-                    log.error("could not write spans to %s: %s", path, exc)
-                    return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+                    log.error("could not write OTLP/JSON lines to %s: %s", path, exc)
+                    return path
+        return None
 
     def _after_fork(self) -> None:
         # A forked child inherits the parent's descriptors; it must write a file of its own (its pid's).
@@ -202,18 +193,59 @@ class OtlpJsonFileSpanExporter(SpanExporter):
         if self.fsync:
             os.fsync(fd)
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+    def flush(self) -> None:
         """Writes are unbuffered (one write per batch), so there is nothing to flush; fsync if configured."""
         with self._lock:
             if self.fsync:
                 for fd in self._files.values():
                     os.fsync(fd)
-        return True
 
-    def shutdown(self) -> None:
-        """Close the open files; later exports fail."""
+    def close(self) -> None:
+        """Close the open files; the owner refuses later exports."""
         with self._lock:
             for fd in self._files.values():
                 os.close(fd)
             self._files.clear()
-            self._shut_down = True
+            self.shut_down = True
+
+
+class OtlpJsonFileSpanExporter(SpanExporter):
+    """Writes span batches as OTLP/JSON lines into hourly folders of an aiobs landing root.
+
+    Use it with a `BatchSpanProcessor` (or `SimpleSpanProcessor` in short scripts and tests):
+
+        provider.add_span_processor(BatchSpanProcessor(OtlpJsonFileSpanExporter("/data/landing")))
+    """
+
+    def __init__(self, landing_root: str | os.PathLike[str], file_prefix: str = "otel", fsync: bool = False) -> None:
+        self._out = HourlyJsonlFiles(landing_root, file_prefix, fsync)
+        self.landing_root = self._out.landing_root
+        self.file_prefix = file_prefix
+        self.fsync = fsync
+
+    def path_for(self, hour: datetime) -> Path:
+        """The file this process writes the spans of `hour` to."""
+        return self._out.path_for(hour)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Append the batch to the files of the hours its spans ended in; FAILURE (logged) on any error."""
+        if self._out.shut_down:
+            log.warning("OtlpJsonFileSpanExporter.export called after shutdown; %d spans dropped", len(spans))
+            return SpanExportResult.FAILURE
+        if not spans:
+            return SpanExportResult.SUCCESS
+        try:
+            lines = {hour: encode_line(group) for hour, group in group_by_hour(spans).items()}
+        except Exception:  # an exporter must not raise into the span processor: report and drop the batch
+            log.exception("could not encode %d spans as OTLP/JSON", len(spans))
+            return SpanExportResult.FAILURE
+        return SpanExportResult.FAILURE if self._out.append(lines) else SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Writes are unbuffered (one write per batch), so there is nothing to flush; fsync if configured."""
+        self._out.flush()
+        return True
+
+    def shutdown(self) -> None:
+        """Close the open files; later exports fail."""
+        self._out.close()

@@ -86,6 +86,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         AddColumn("ingest_audit", "pii_masked", "int"),
         AddColumn("ingest_audit", "pii_masked_by_pattern", "json"),
     )),
+    Migration(3, "OTLP/JSON log files: GenAI events joined into spans and plain log records ignored, per file", (
+        # 0 on older rows is true: log files were not read (they were quarantined as unknown_format).
+        AddColumn("ingest_audit", "events_joined", "int", default="0"),
+        AddColumn("ingest_audit", "records_ignored", "int", default="0"),
+    )),
 )
 
 

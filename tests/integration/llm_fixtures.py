@@ -17,7 +17,8 @@ API:
   or call `server.reset()` first.
 - `llm_server_factory` (function-scoped fixture): `factory(**options) -> LLMServer` starts a fresh server with
   options seed, error_rate, malformed_rate, timeout_rate, timeout_s, latency_ms, retry_after_ms,
-  embedding_dims (the `python -m aiobs_pipeline.llmserver` flags); every server it started is stopped when
+  embedding_dims, ttft_ms, chunk_delay_ms, prompt_cache_min_tokens, prompt_cache_block (the
+  `python -m aiobs_pipeline.llmserver` flags); every server it started is stopped when
   the test ends.
 - `start_llm_server(**options) -> LLMServer`: the same without pytest (a context manager; call `stop()`
   or use `with`). Raises `RuntimeError` with the server's stderr if it does not come up within 20 s.

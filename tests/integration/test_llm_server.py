@@ -257,3 +257,91 @@ def test_server_command_line_rejects_bad_settings() -> None:
     done = subprocess.run([sys.executable, "-m", "aiobs_pipeline.llmserver", "--port", "0", "--error-rate", "1.5"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "error_rate must be between 0 and 1" in done.stderr
+
+
+def _stream(client: openai.OpenAI, messages: list[dict[str, str]], **kwargs: Any) -> list[Any]:
+    return list(client.chat.completions.create(stream=True, messages=messages, **kwargs))
+
+
+def test_streamed_chat_matches_the_plain_answer(llm_server_factory: Callable[..., LLMServer]) -> None:
+    server = llm_server_factory(ttft_ms=30, chunk_delay_ms=1, prompt_cache_min_tokens=4, prompt_cache_block=4)
+    client = raw_client(server)
+    messages = user("How tall is Mount Everest?")
+    plain = client.chat.completions.create(model="o4-mini", messages=messages)
+    chunks = _stream(client, messages, model="o4-mini", stream_options={"include_usage": True})
+    first, *content, finish, usage = chunks
+    assert first.choices[0].delta.role == "assistant" and first.choices[0].delta.content == ""
+    assert len(content) > 3 and all(c.choices[0].delta.content and c.choices[0].finish_reason is None
+                                    for c in content)
+    assert all(len(re.findall(r"\w+|[^\w\s]", c.choices[0].delta.content)) <= 3 for c in content)
+    assert "".join(c.choices[0].delta.content for c in content) == plain.choices[0].message.content
+    assert finish.choices[0].finish_reason == "stop" and not finish.choices[0].delta.content
+    assert usage.choices == [] and all(c.usage is None for c in chunks[:-1])
+    assert len({c.id for c in chunks}) == 1 and {c.model for c in chunks} == {"o4-mini"}
+    # The same prompt again: usage as the plain answer's, plus the prompt-cache hit the repeat earns.
+    assert usage.usage.prompt_tokens == plain.usage.prompt_tokens == 6
+    assert usage.usage.completion_tokens == plain.usage.completion_tokens
+    assert usage.usage.completion_tokens_details.reasoning_tokens == plain.usage.completion_tokens_details.reasoning_tokens > 0
+    assert plain.usage.prompt_tokens_details.cached_tokens == 0 and usage.usage.prompt_tokens_details.cached_tokens == 4
+
+
+def test_stream_without_usage_and_with_several_choices(llm_server: LLMServer) -> None:
+    client = raw_client(llm_server)
+    messages = user("When was the Eiffel Tower completed?")
+    chunks = _stream(client, messages, model="gpt-4o-mini", n=2, temperature=0.7, seed=3, max_tokens=4)
+    assert all(c.usage is None and len(c.choices) == 1 for c in chunks)
+    texts = {i: "".join(c.choices[0].delta.content or "" for c in chunks if c.choices[0].index == i) for i in (0, 1)}
+    plain = client.chat.completions.create(model="gpt-4o-mini", messages=messages, n=2, temperature=0.7, seed=3,
+                                           max_tokens=4)
+    assert texts == {c.index: c.message.content for c in plain.choices}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["length", "length"]
+    assert plain.usage.completion_tokens_details.reasoning_tokens == 0  # not a reasoning model
+
+
+def test_streamed_logprobs_follow_the_pieces(llm_server: LLMServer) -> None:
+    client = raw_client(llm_server)
+    messages = user("What is photosynthesis?")
+    chunks = _stream(client, messages, model="m", logprobs=True, top_logprobs=1)
+    streamed = [lp.token for c in chunks if c.choices[0].logprobs for lp in c.choices[0].logprobs.content]
+    plain = client.chat.completions.create(model="m", messages=messages, logprobs=True, top_logprobs=1)
+    assert streamed == [lp.token for lp in plain.choices[0].logprobs.content]
+
+
+def test_stream_time_to_first_token_is_the_configured_delay(llm_server_factory: Callable[..., LLMServer]) -> None:
+    server = llm_server_factory(ttft_ms=0, chunk_delay_ms=0)
+    chunks = _stream(raw_client(server), user("What is photosynthesis?"), model="m")
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    bad = subprocess.run([sys.executable, "-m", "aiobs_pipeline.llmserver", "--port", "0", "--ttft-ms", "-1"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "ttft_ms" in bad.stderr
+
+
+def test_stream_faults(llm_server: LLMServer) -> None:
+    client = raw_client(llm_server)
+    messages = user("Stream faults: how tall is Mount Everest?")
+    with pytest.raises(openai.RateLimitError):
+        _stream(client, messages, model="m", extra_headers={"X-Aiobs-Fault": "429"})
+    received: list[Any] = []
+    with pytest.raises(openai.APIConnectionError):
+        for chunk in client.chat.completions.create(model="m", messages=messages, stream=True,
+                                                    extra_headers={"X-Aiobs-Fault": "malformed"}):
+            received.append(chunk)
+    # The cut stream delivered its first events, then failed instead of ending as if complete.
+    assert received and all(c.choices[0].finish_reason is None for c in received)
+    with pytest.raises(openai.BadRequestError, match="stream_options"):
+        client.chat.completions.create(model="m", messages=messages, stream_options={"include_usage": True})
+    with pytest.raises(openai.BadRequestError, match="'stream' must be a boolean"):
+        client.chat.completions.create(model="m", messages=messages, extra_body={"stream": "yes"})
+
+
+def test_malformed_rate_cuts_some_streams(llm_server_factory: Callable[..., LLMServer]) -> None:
+    server = llm_server_factory(malformed_rate=0.5, seed=2, chunk_delay_ms=0, ttft_ms=0)
+    client = raw_client(server)
+    outcomes = []
+    for i in range(12):
+        try:
+            chunks = _stream(client, user(f"Question {i}: what is photosynthesis?"), model="m")
+            outcomes.append("ok" if chunks[-1].choices[0].finish_reason == "stop" else "incomplete")
+        except openai.APIConnectionError:
+            outcomes.append("cut")
+    assert set(outcomes) == {"ok", "cut"}

@@ -89,7 +89,9 @@ def test_schema_columns_types_and_constants() -> None:
     assert not set(FEEDBACK_QUARANTINE_REASONS) & set(QUARANTINE_REASONS)
     assert all(REASONS.values())
     assert {detect_format({"event_type": "x"}), detect_format({"key": "k", "run_id": "r"}),
-            detect_format({"name": "n", "traceId": "t"})} == set(FEEDBACK_SOURCE_FORMATS)
+            detect_format({"name": "n", "traceId": "t"}),
+            detect_format({"name": "n", "value": 1, "data_type": "NUMERIC", "project_id": "p"})} == \
+        set(FEEDBACK_SOURCE_FORMATS)
     assert detect_format({"name": "n"}) is None and detect_format([1]) is None
 
 
@@ -392,3 +394,16 @@ def test_feedback_doc_lists_every_column_reason_event_type_and_setting() -> None
               *FeedbackSettings.model_fields]
     missing = [name for name in wanted if f"`{name}`" not in text]
     assert not missing, f"docs/feedback.md does not mention: {missing}"
+
+
+def test_a_parquet_file_in_the_feedback_folder_is_one_unknown_format_record(tmp_path: Path) -> None:
+    from aiobs_pipeline.feedback.events import ingest_feedback_partition
+
+    folder = tmp_path / "2026/12/07/10"
+    folder.mkdir(parents=True)
+    shutil.copy(Path(__file__).parents[1] / "fixtures/langsmith_bulk/runs_v1.parquet", folder / "runs.parquet")
+    result = ingest_feedback_partition(tmp_path, datetime(2026, 12, 7, 10, tzinfo=UTC))
+    assert result.events.empty and list(result.quarantined["reason"]) == ["unknown_format"]
+    assert "not a feedback export" in result.quarantined["detail"].iloc[0]
+    audit = result.audit.iloc[0]
+    assert (audit["events_found"], audit["events_quarantined"]) == (1, 1)

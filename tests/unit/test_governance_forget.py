@@ -496,3 +496,21 @@ def test_warehouse_forget_on_postgres(postgres_url: str, postgres_schema: str) -
 def test_empty_user_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ForgetError, match="empty"):
         forget_user(_settings(tmp_path), "  ")
+
+
+def test_parquet_landing_files_are_left_in_place_and_reported(tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "landing/2026/12/07/10"
+    folder.mkdir(parents=True)
+    path = folder / "runs.parquet"
+    shutil.copy(Path(__file__).parents[1] / "fixtures/langsmith_bulk/runs_v1.parquet", path)
+    before = path.read_bytes()
+    keys = UserKeys("user-7")
+    collect_landing_keys([tmp_path / "landing"], keys)  # zstd-compressed: found by reading the rows
+    assert keys.traces == {"b2000000-0000-4000-8000-000000000001"}
+    items = forget_in_landing(tmp_path / "landing", keys, dry_run=False)
+    assert [(i.location, i.action, i.count, i.unit) for i in items] == [
+        ("2026/12/07/10/runs.parquet", "left_in_place", 2, "spans")]
+    assert "does not rewrite Parquet" in items[0].detail and path.read_bytes() == before
+    assert forget_in_landing(tmp_path / "landing", UserKeys("nobody"), dry_run=False) == []

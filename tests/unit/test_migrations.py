@@ -28,6 +28,8 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "warehouse_v1.duckd
 SCHEMA = "aiobs"
 V2_COLUMNS = {"spans": ["pii_masked"], "quarantined_spans": ["pii_masked"], "quarantined_feedback": ["pii_masked"],
               "ingest_audit": ["pii_masked", "pii_masked_by_pattern"]}
+# Version 3 (OTLP/JSON log files): counts that are 0 on older rows, which read no log files.
+V3_COLUMNS = {"ingest_audit": ["events_joined", "records_ignored"]}
 
 
 def tables(path: Path) -> list[str]:
@@ -62,21 +64,23 @@ def test_migrations_lead_from_version_1_to_the_code_version() -> None:
         check_migrations(MIGRATIONS, SCHEMA_VERSION + 1)
 
 
-def test_migrating_the_v1_warehouse_keeps_every_row_and_adds_the_v2_columns(v1: Path) -> None:
+def test_migrating_the_v1_warehouse_keeps_every_row_and_adds_the_later_columns(v1: Path) -> None:
     before = {table: read(FIXTURE, table) for table in tables(FIXTURE)}
     report = migrate_duckdb(str(v1), SCHEMA)
 
     assert set(report.upgraded) == set(VERSIONED_TABLES) and not report.recorded
     assert all(old == 1 and new == SCHEMA_VERSION for old, new, _ in report.upgraded.values())
-    assert report.upgraded["feedback_events"][2] == ["v2: " + MIGRATIONS[0].description]
+    assert report.upgraded["feedback_events"][2] == [f"v{m.version}: {m.description}" for m in MIGRATIONS]
     with duckdb.connect(str(v1), read_only=True) as connection:
         assert table_versions(connection, "duckdb", SCHEMA) == dict.fromkeys(VERSIONED_TABLES, SCHEMA_VERSION)
     for table, frame in before.items():
         after = read(v1, table)
-        added = V2_COLUMNS.get(table, [])
+        added = V2_COLUMNS.get(table, []) + V3_COLUMNS.get(table, [])
         assert list(after.columns) == list(frame.columns) + added, table
-        for column in added:
+        for column in V2_COLUMNS.get(table, []):
             assert after[column].isna().all(), (table, column)
+        for column in V3_COLUMNS.get(table, []):
+            assert (after[column] == 0).all(), (table, column)
         pd.testing.assert_frame_equal(after[list(frame.columns)], frame, obj=table)
     assert set(read(v1, "spans")["schema_version"]) == {1}  # rows keep the version they were written with
 
@@ -107,20 +111,22 @@ def test_a_warehouse_newer_than_the_code_is_refused(v1: Path) -> None:
 
 
 def test_defaults_and_backfills_apply_in_one_transaction(v1: Path) -> None:
-    later = (*MIGRATIONS, Migration(3, "example", (
+    nxt = SCHEMA_VERSION + 1
+    later = (*MIGRATIONS, Migration(nxt, "example", (
         AddColumn("ingest_audit", "files_checked", "int", default="1"),
         AddColumn("ingest_audit", "spans_kept", "int", backfill='"spans_written" - 0'),
     )))
-    report = migrate_duckdb(str(v1), SCHEMA, migrations=later, target=3)
-    assert report.upgraded["ingest_audit"] == (1, 3, ["v2: " + MIGRATIONS[0].description, "v3: example"])
+    report = migrate_duckdb(str(v1), SCHEMA, migrations=later, target=nxt)
+    assert report.upgraded["ingest_audit"] == (
+        1, nxt, [f"v{m.version}: {m.description}" for m in MIGRATIONS] + [f"v{nxt}: example"])
     audit = read(v1, "ingest_audit")
     assert (audit["files_checked"] == 1).all() and (audit["spans_kept"] == audit["spans_written"]).all()
 
-    broken = (*later, Migration(4, "broken", (AddColumn("spans", "x", "int", backfill="no_such_column"),)))
+    broken = (*later, Migration(nxt + 1, "broken", (AddColumn("spans", "x", "int", backfill="no_such_column"),)))
     with pytest.raises(duckdb.Error):
-        migrate_duckdb(str(v1), SCHEMA, migrations=broken, target=4)
+        migrate_duckdb(str(v1), SCHEMA, migrations=broken, target=nxt + 1)
     with duckdb.connect(str(v1), read_only=True) as connection:
-        assert table_versions(connection, "duckdb", SCHEMA)["spans"] == 3  # rolled back as a whole
+        assert table_versions(connection, "duckdb", SCHEMA)["spans"] == nxt  # rolled back as a whole
         columns = [c for (c,) in connection.execute("SELECT column_name FROM information_schema.columns "
                                                     "WHERE table_name = 'spans'").fetchall()]
     assert "x" not in columns
@@ -130,7 +136,7 @@ def test_migrate_from_settings(v1: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("AIOBS_WAREHOUSE__DUCKDB_PATH", str(v1))
     report = migrate(load_settings())
     assert report.upgraded["spans"][:2] == (1, SCHEMA_VERSION)
-    assert any(line.startswith("spans: schema version 1 -> 2") for line in report.describe())
+    assert any(line.startswith(f"spans: schema version 1 -> {SCHEMA_VERSION}") for line in report.describe())
     monkeypatch.setenv("AIOBS_WAREHOUSE__KIND", "postgres")
     with pytest.raises(WarehouseError, match="no PostgreSQL URL"):
         migrate(load_settings())

@@ -1,0 +1,1 @@
+"""Recording the conformance fixtures: `python -m tests.conformance.record [--only NAME ...]`."""
