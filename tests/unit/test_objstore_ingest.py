@@ -244,3 +244,43 @@ def test_day_file_rows_and_rejects_are_kept_by_exactly_one_hour(starts: list, re
             assert kept.get(i) == [int((start - DAY) / timedelta(hours=1))]
         else:
             assert i not in kept  # another day's row: not this file's business today
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_a_langsmith_bulk_day_file_in_a_bucket_is_split_into_hours_once(bucket: str) -> None:
+    data = (FIXTURES / "langsmith_bulk" / "runs_v1.parquet").read_bytes()
+    land(bucket, None, "export_id=e1/tenant_id=t/session_id=s/resource=runs/year=2026/month=12/day=7/runs_v1.parquet",
+         data)
+    whole = ingest_files_of(FIXTURES / "langsmith_bulk" / "runs_v1.parquet")
+    written: list[str] = []
+    quarantined: list[str] = []
+    for h in range(24):
+        result = ingest_partition(f"memory://{bucket}/root", DAY + timedelta(hours=h), layout="langsmith-bulk")
+        assert (result.spans["start_time"].dt.floor("h") == DAY + timedelta(hours=h)).all()
+        assert (result.audit["spans_found"] == result.audit["spans_written"] + result.audit["spans_quarantined"]).all()
+        written += list(result.spans["span_id"])
+        quarantined += list(result.quarantined["reason"])
+    assert sorted(written) == sorted(whole.spans["span_id"]) and len(written) == len(set(written))
+    assert sorted(quarantined) == sorted(whole.quarantined["reason"])
+
+
+def test_langfuse_blob_files_in_a_bucket_belong_to_the_hour_before_their_window_end(bucket: str) -> None:
+    for key in ("observations_v2/2026-12-07T14-00-00.jsonl", "scores/2026-12-07T14-00-00.jsonl",
+                "manifests/2026-12-07T14-00-00.json"):
+        land(bucket, None, key, (FIXTURES / "langfuse_blob" / key).read_bytes())
+    root = f"memory://{bucket}/root"
+    hour13 = ingest_partition(root, HOUR, layout="langfuse")
+    assert list(hour13.audit["source_file"]) == ["observations_v2/2026-12-07T14-00-00.jsonl"]
+    whole = ingest_files_of(FIXTURES / "langfuse_blob" / "observations_v2" / "2026-12-07T14-00-00.jsonl")
+    assert sorted(hour13.spans["span_id"]) == sorted(whole.spans["span_id"]) and len(hour13.spans)
+    assert ingest_partition(root, HOUR + timedelta(hours=1), layout="langfuse").audit.empty
+    scores = ingest_feedback_partition(root, HOUR, layout="langfuse-scores")
+    assert list(scores.audit["source_file"]) == ["scores/2026-12-07T14-00-00.jsonl"] and len(scores.events)
+
+
+def ingest_files_of(path: Path):
+    from aiobs_pipeline.ingest.partition import ingest_files
+
+    return ingest_files([path], DAY, path.parent)
