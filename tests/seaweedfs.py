@@ -128,6 +128,13 @@ class SeaweedS3:
         with self.filesystem().open_output_stream(f"{bucket or self.bucket}/{key.lstrip('/')}") as out:
             out.write(data)
 
+    def upload_file(self, path: Path, key: str, bucket: str | None = None, chunk_bytes: int = 8 << 20) -> None:
+        """Stream one local file to an object, `chunk_bytes` at a time (never whole in memory)."""
+        with open(path, "rb") as source, \
+                self.filesystem().open_output_stream(f"{bucket or self.bucket}/{key.lstrip('/')}") as out:
+            while chunk := source.read(chunk_bytes):
+                out.write(chunk)
+
     def upload_tree(self, folder: Path, prefix: str = "", bucket: str | None = None) -> list[str]:
         """Upload every file under `folder` to bucket/prefix/<relative path>; return the keys, sorted."""
         keys = []
