@@ -3,6 +3,9 @@
 Owns: gzip detection (by magic bytes, not the name), per-line UTF-8 decoding and JSON parsing, and the choice
 between JSON Lines and a single JSON document. Everything that cannot be read becomes a `Reject` naming the
 line; a file that cannot be opened at all raises `UnreadableFile`.
+
+A "file" is a local `Path` or a `storage.StoreObject` (an object in S3, GCS, Azure, ...): `open_binary` gives
+the same binary stream for both, so readers take a stream and a name and never see where it came from.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from pathlib import Path
 import orjson
 
 from aiobs_pipeline.ingest.base import RawRecord, Reject
+from aiobs_pipeline.ingest.storage import StoreObject
+
+# What the readers open: a local file or an object under an object-store root.
+Source = Path | StoreObject
 
 GZIP_MAGIC = b"\x1f\x8b"
 # A JSON document (not JSON Lines) is loaded whole; past this size a file must be JSON Lines.
@@ -27,14 +34,34 @@ class UnreadableFile(Exception):
     """The file could not be opened or decompressed at all."""
 
 
-def is_landing_file(path: Path) -> bool:
+def is_landing_file(path: Source) -> bool:
     """Return True for names the landing layout accepts (.jsonl, .json, .ndjson, optionally .gz)."""
     name = path.name.lower()
     return not name.startswith(".") and name.endswith(LANDING_SUFFIXES)
 
 
-def open_binary(path: Path) -> io.BufferedIOBase:
-    """Open a file for reading bytes, transparently gunzipping it when it starts with the gzip magic."""
+class _OwningGzipFile(gzip.GzipFile):
+    """A GzipFile that also closes the stream it decompresses (GzipFile(fileobj=...) leaves it open)."""
+
+    def close(self) -> None:
+        inner = self.fileobj
+        try:
+            super().close()
+        finally:
+            if inner is not None:
+                inner.close()
+
+
+def open_binary(path: Source) -> io.BufferedIOBase:
+    """Open a file or object for reading bytes, transparently gunzipping it when it starts with the gzip magic.
+
+    Objects in an object store are streamed in ranged reads (nothing is downloaded to disk); a store that
+    fails for good raises `storage.StorageError` (naming the key), which is not an `UnreadableFile`.
+    """
+    if isinstance(path, StoreObject):
+        if path.local_path is None:
+            return _open_object(path)
+        path = path.local_path
     try:
         handle = open(path, "rb")  # noqa: SIM115 - returned to the caller
     except OSError as exc:
@@ -49,6 +76,29 @@ def open_binary(path: Path) -> io.BufferedIOBase:
         handle.close()
         raise UnreadableFile(f"{path}: named .gz but is not gzip-compressed")
     return handle
+
+
+def _open_object(obj: StoreObject) -> io.BufferedIOBase:
+    stream = obj.open()
+    try:
+        magic = stream.peek(2)[:2]
+    except FileNotFoundError as exc:
+        stream.close()
+        raise UnreadableFile(f"{obj.url}: cannot open: the object is gone ({exc.__class__.__name__})") from exc
+    except BaseException:
+        stream.close()
+        raise
+    if magic == GZIP_MAGIC:
+        return _OwningGzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+    if obj.name.endswith(".gz"):
+        stream.close()
+        raise UnreadableFile(f"{obj.url}: named .gz but is not gzip-compressed")
+    return stream
+
+
+def size_of(path: Source) -> int:
+    """The size in bytes of a file or object (as stored, before any gunzipping)."""
+    return path.size if isinstance(path, StoreObject) else path.stat().st_size
 
 
 def _decode(raw: bytes, number: int) -> str | Reject:
@@ -79,7 +129,7 @@ def iter_lines(stream: io.BufferedIOBase) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
-def looks_like_document(path: Path) -> bool:
+def looks_like_document(path: Source) -> bool:
     """A file is one JSON document when it starts with '[' or its first line is not a whole JSON value."""
     # The whole first line decides: an OTLP export request written by the Collector can exceed 64 KiB.
     first = b""
@@ -105,7 +155,7 @@ def looks_like_document(path: Path) -> bool:
         return first_line in (b"{",) or (first_line.startswith(b"{") and not first_line.endswith(b"}"))
 
 
-def iter_records(path: Path) -> Iterator[RawRecord | Reject]:
+def iter_records(path: Source) -> Iterator[RawRecord | Reject]:
     """Yield the records of a landing file, or Rejects for lines that are not valid UTF-8 JSON.
 
     A corrupt or truncated gzip stream yields the records before the damage, then one `corrupt_gzip`
@@ -121,7 +171,7 @@ def iter_records(path: Path) -> Iterator[RawRecord | Reject]:
     yield from _iter_lines_of(path)
 
 
-def _iter_lines_of(path: Path) -> Iterator[RawRecord | Reject]:
+def _iter_lines_of(path: Source) -> Iterator[RawRecord | Reject]:
     last = 0
     try:
         with open_binary(path) as stream:
@@ -133,7 +183,7 @@ def _iter_lines_of(path: Path) -> Iterator[RawRecord | Reject]:
         yield Reject("corrupt_gzip", f"after line {last}: compressed stream is damaged: {exc}", last + 1)
 
 
-def _iter_document(path: Path) -> Iterator[RawRecord | Reject]:
+def _iter_document(path: Source) -> Iterator[RawRecord | Reject]:
     try:
         with open_binary(path) as stream:
             data = stream.read(MAX_DOCUMENT_BYTES + 1)

@@ -47,7 +47,6 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -61,6 +60,7 @@ from aiobs_pipeline.ingest import detect, files, native
 from aiobs_pipeline.ingest.base import RawRecord, Reject
 from aiobs_pipeline.ingest.messages import KIND_BY_NAME
 from aiobs_pipeline.ingest.partition import FileRead
+from aiobs_pipeline.ingest.storage import StorageError
 from aiobs_pipeline.schema import (
     ABSURD_LIMITS,
     KINDS,
@@ -104,10 +104,10 @@ _OPEN_BRACE = ord("{")
 _SLACK = 256 * 1024
 
 
-def try_read(path: Path, source_file: str) -> FileRead | None:
+def try_read(path: files.Source, source_file: str) -> FileRead | None:
     """Read a large native JSONL file with DuckDB; None when the generic path should read it instead."""
     try:
-        if path.stat().st_size < MIN_BYTES or files.looks_like_document(path) or not _first_is_native(path):
+        if files.size_of(path) < MIN_BYTES or files.looks_like_document(path) or not _first_is_native(path):
             return None
         return _read(path, source_file)
     except _READ_ERRORS:
@@ -119,7 +119,7 @@ def try_read(path: Path, source_file: str) -> FileRead | None:
         return None
 
 
-def _first_is_native(path: Path) -> bool:
+def _first_is_native(path: files.Source) -> bool:
     """True when the first readable record (as the generic path finds it) selects the native reader."""
     with files.open_binary(path) as stream:
         for count, (number, line) in enumerate(files.iter_lines(stream), start=1):
@@ -198,7 +198,7 @@ def _written_back(value: dict[str, Any]) -> bytes | None:
         return None
 
 
-def sniff_layout(path: Path) -> Layout | None:
+def sniff_layout(path: files.Source) -> Layout | None:
     """The layout of a file's first lines (see Layout); None when they hold no object."""
     objects: list[dict[str, Any]] = []
     compact = 0
@@ -238,7 +238,7 @@ def _open_layout(objects: list[dict[str, Any]]) -> KeyLayout:
 # Reading blocks of physical lines
 
 
-def iter_blocks(path: Path, block_bytes: int | None = None) -> Iterator[tuple[bytearray, int]]:
+def iter_blocks(path: files.Source, block_bytes: int | None = None) -> Iterator[tuple[bytearray, int]]:
     """Yield (buffer, length): the file's bytes in blocks of whole physical lines, about `block_bytes` each.
 
     Every block but the last ends with b"\n", so line numbers run on from block to block. Each block is filled
@@ -355,11 +355,11 @@ class _Lines:
     early and is kept in `error`: the caller then leaves the file to the generic path.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: files.Source) -> None:
         self.path = path
         self.kept: list[tuple[int, bytes]] = []
         self.error: BaseException | None = None
-        self.size = path.stat().st_size
+        self.size = files.size_of(path)
         self.lines_read = 0
         self.bytes_read = 0
 
@@ -382,7 +382,8 @@ class _Lines:
                 self.lines_read += count
                 self.bytes_read += length
                 yield from table.to_batches(max_chunksize=BATCH_ROWS)
-        except _READ_ERRORS as exc:
+        except (*_READ_ERRORS, StorageError) as exc:
+            # Kept, not raised: an exception inside DuckDB's scan would come back as a DuckDB error.
             self.error = exc
 
     def _block(self, first: int, data: bytearray, length: int) -> tuple[pa.Table, int]:
@@ -911,7 +912,7 @@ class _Slow:
                 self.rows.append(out)
 
 
-def _read(path: Path, source_file: str) -> FileRead | None:
+def _read(path: files.Source, source_file: str) -> FileRead | None:
     """The file read by the unguarded query, or by the guarded one when a line is not JSON at all."""
     unguarded, guarded = _queries(sniff_layout(path))
     try:
@@ -928,7 +929,7 @@ def _read(path: Path, source_file: str) -> FileRead | None:
         return _read_with(path, source_file, guarded)
 
 
-def _read_with(path: Path, source_file: str, sql: str) -> FileRead | None:
+def _read_with(path: files.Source, source_file: str, sql: str) -> FileRead | None:
     """One DuckDB query streams over the whole file; valid rows are converted and put in place as they arrive."""
     result = FileRead(path=path, source_file=source_file, source_format=native.FORMAT)
     slow = _Slow(result)
@@ -956,6 +957,8 @@ def _read_with(path: Path, source_file: str, sql: str) -> FileRead | None:
                 placed.put(part, lines.estimated_lines())
     finally:
         con.close()
+    if isinstance(lines.error, StorageError):
+        raise lines.error  # the object store failed for good: the partition fails, naming the key
     if lines.error is not None:
         return None  # a damaged gzip stream: the generic path reports the line it stopped at
     for number, raw in lines.kept:
@@ -1174,7 +1177,7 @@ def merge_in_line_order(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(columns, copy=False)
 
 
-def explain_lines(path: Path) -> dict[int, list[str]]:
+def explain_lines(path: files.Source) -> dict[int, list[str]]:
     """Why DuckDB did not vouch for lines of a file (line number -> the checks they failed, as SQL), for
     finding what sends a file's lines to the slower per-record path. Lines Python kept (blank, not starting
     with '{', not UTF-8) are listed with the reason "kept in Python"."""
@@ -1191,7 +1194,7 @@ def explain_lines(path: Path) -> dict[int, list[str]]:
     return dict(sorted(failed.items()))
 
 
-def layout_matches(path: Path) -> tuple[Layout | None, dict[int, tuple[bool, bool, bool]]]:
+def layout_matches(path: files.Source) -> tuple[Layout | None, dict[int, tuple[bool, bool, bool]]]:
     """The file's layout (see Layout) and, for each line DuckDB parsed, whether the line, its params and its
     metadata matched it. What did not match is checked the long way (slower, same verdict): a writer whose
     lines mostly do not match changes its key order or spelling from line to line."""

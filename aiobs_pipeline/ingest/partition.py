@@ -5,6 +5,11 @@ Owns the identity the audit promises for every partition and file:
 where unreadable records (bad JSON, bad encoding, unknown format, a damaged gzip tail) are quarantined too.
 It must not talk to Dagster or a database: it returns three DataFrames, and the Dagster layer stores them.
 
+Where the files come from is `storage` (a local folder or an object store) and `layout` (which objects
+belong to which export hour, `ingest.landing_layout`): this module asks them for an hour's files and opens
+each through `files.open_binary`. For layouts filed by day, an hour keeps only the records whose start time
+falls in it (`layout.Window.filter_rows`).
+
 PII masking (`ingest.masking`, optional) happens here, on the hour's final spans and quarantined records: every
 row of every reader, the native fast path's included, passes this one place before anything is stored.
 """
@@ -25,9 +30,11 @@ import pandas as pd
 
 from aiobs_pipeline.ingest import detect
 from aiobs_pipeline.ingest.base import RawRecord, Reject
-from aiobs_pipeline.ingest.files import UnreadableFile, is_landing_file, iter_records
+from aiobs_pipeline.ingest.files import Source, UnreadableFile, is_landing_file, iter_records
+from aiobs_pipeline.ingest.layout import DEFAULT_LAYOUT, Layout, Window, objects_for_hour, parse_layout
 from aiobs_pipeline.ingest.masking import Masker, counts_by_file, mask_quarantine, mask_spans
-from aiobs_pipeline.quality.rules import apply_row_rules, split_duplicates
+from aiobs_pipeline.ingest.storage import Store, StoreObject, open_root
+from aiobs_pipeline.quality.rules import _timestamps, apply_row_rules, split_duplicates
 from aiobs_pipeline.schema import (
     AUDIT_COLUMNS,
     QUARANTINE_COLUMNS,
@@ -48,19 +55,35 @@ def landing_folder(root: Path, hour: datetime) -> Path:
     return Path(root) / f"{hour:%Y}" / f"{hour:%m}" / f"{hour:%d}" / f"{hour:%H}"
 
 
-def partition_files(root: Path, hour: datetime) -> list[Path]:
-    """The landing files of one export hour, sorted by name (the order spans are deduplicated in)."""
-    folder = landing_folder(root, hour)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_landing_file(p))
+def partition_objects(root: str | Path | Store, hour: datetime,
+                      layout: str | Layout = DEFAULT_LAYOUT) -> list[StoreObject]:
+    """The landing objects of one export hour under a root (local or object store), sorted by key."""
+    layout = parse_layout(layout) if isinstance(layout, str) else layout
+    return [o for o in objects_for_hour(open_root(root), layout, hour) if is_landing_file(o)]
+
+
+def partition_files(root: str | Path | Store, hour: datetime, layout: str | Layout = DEFAULT_LAYOUT) -> list[Source]:
+    """The landing files of one export hour, sorted by name (the order spans are deduplicated in): local
+    paths under a local root, `StoreObject`s under an object-store root."""
+    return [o.local_path or o for o in partition_objects(root, hour, layout)]
+
+
+def source_name(path: Source, root: str | Path | Store) -> str:
+    """The `source_file` of a file: its key relative to the root."""
+    if isinstance(path, StoreObject):
+        return path.key
+    store = open_root(root)
+    try:
+        return Path(path).relative_to(store.local if store.local is not None else Path(str(root))).as_posix()
+    except ValueError:
+        return str(path)
 
 
 @dataclass
 class FileRead:
     """What came out of one file before the row rules: candidate rows, rejects and counts."""
 
-    path: Path
+    path: Source
     source_file: str
     source_format: str | None = None
     records_read: int = 0
@@ -88,8 +111,13 @@ class PartitionIngest:
     pii_masked: Counter | None = None
 
 
-def read_file(path: Path, source_file: str, fast_path: bool = True) -> FileRead:
-    """Read one landing file with the reader its first readable record selects."""
+def read_file(path: Source, source_file: str, fast_path: bool = True, window: Window | None = None) -> FileRead:
+    """Read one landing file with the reader its first readable record selects.
+
+    `window` is the export hour being read; when `window.filter_rows` (day files), the rows outside it are
+    dropped afterwards (`keep_window`), so a reader that can filter by start time while reading (Parquet)
+    may use it to read less, never to decide what is kept.
+    """
     # --- native fast path (aiobs_pipeline/ingest/native_fast.py); imported here to avoid an import cycle ---
     if fast_path:
         from aiobs_pipeline.ingest import native_fast
@@ -146,22 +174,26 @@ def _collect(reader: ModuleType, records: Iterable[RawRecord], rows: list[dict],
             rows.append(out)
 
 
-def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Path,
-                 fast_path: bool = True, masker: Masker | None = None) -> PartitionIngest:
-    """Read, validate and deduplicate the given files as the export hour `export_hour`; mask PII if asked."""
+def ingest_files(files: Iterable[Source], export_hour: datetime, landing_root: str | Path | Store,
+                 fast_path: bool = True, masker: Masker | None = None,
+                 window: Window | None = None) -> PartitionIngest:
+    """Read, validate and deduplicate the given files as the export hour `export_hour`; mask PII if asked.
+
+    With a `window` that filters rows (day files), only records starting in the hour are kept."""
     export_hour = pd.Timestamp(export_hour).tz_convert("UTC") if pd.Timestamp(export_hour).tzinfo else \
         pd.Timestamp(export_hour).tz_localize("UTC")
     reads: list[FileRead] = []
     for path in files:
-        try:
-            source_file = str(Path(path).relative_to(landing_root))
-        except ValueError:
-            source_file = str(path)
-        read = read_file(Path(path), source_file, fast_path=fast_path)
+        source_file = source_name(path, landing_root)
+        read = read_file(path if isinstance(path, StoreObject) else Path(path), source_file,
+                         fast_path=fast_path, window=window)
         if read.file_error:
             log.warning("landing file %s could not be read in full: %s", source_file, read.file_error)
         reads.append(read)
     _postprocess_by_format(reads)
+    if window is not None and window.filter_rows:
+        for read in reads:
+            keep_window(read, window)
     for read in reads:
         # Counted before the row rules, so the audit identity found = written + quarantined is a real check.
         read.spans_found = (0 if read.rows is None else len(read.rows)) + len(read.rejects) + (
@@ -233,6 +265,30 @@ def ingest_files(files: Iterable[Path], export_hour: datetime, landing_root: Pat
     return PartitionIngest(spans, quarantined, audit, unreadable, total)
 
 
+def keep_window(read: FileRead, window: Window) -> None:
+    """Keep only the rows of a day file that start in the window; rows without a usable start time and
+    record rejects stay only in the day's first hour (`window.keeps_timeless`), so each is quarantined once."""
+    start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
+    if read.rows is not None and len(read.rows):
+        if "start_time" in read.rows:
+            stamps, _ = _timestamps(read.rows["start_time"])
+        else:
+            stamps = pd.Series(pd.NaT, index=read.rows.index, dtype="datetime64[ns, UTC]")
+        keep = ((stamps >= start) & (stamps < end)) | (stamps.isna() & window.keeps_timeless)
+        read.rows = read.rows[keep.to_numpy()].reset_index(drop=True) if not keep.all() else read.rows
+        if not len(read.rows):
+            read.rows = None
+    if read.prevalidated is not None and len(read.prevalidated):
+        stamps = read.prevalidated["start_time"]
+        keep = (((stamps >= start) & (stamps < end)) | (stamps.isna() & window.keeps_timeless)).to_numpy()
+        if not keep.all():
+            read.prevalidated = read.prevalidated[keep].reset_index(drop=True)
+            if read.span_hashes is not None:
+                read.span_hashes = read.span_hashes[keep]
+    if not window.keeps_timeless:
+        read.rejects = []
+
+
 def _postprocess_by_format(reads: list[FileRead]) -> None:
     """Give readers that need the whole partition (LangSmith patches) all of their format's rows at once.
 
@@ -272,7 +328,7 @@ def _rejects_frame(read: FileRead) -> pd.DataFrame:
     })
 
 
-def _with_raw(quarantined: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _with_raw(quarantined: pd.DataFrame, path: Source) -> pd.DataFrame:
     """Attach the raw record text to row-rule rejects by re-reading just those records of the file.
 
     JSON Lines files are re-read line by line up to the last wanted line, decoding only the wanted lines (no
@@ -355,7 +411,10 @@ def build_audit(reads: list[FileRead], spans: pd.DataFrame, quarantined: pd.Data
     return conform(pd.DataFrame(rows), AUDIT_COLUMNS)
 
 
-def ingest_partition(landing_root: Path, export_hour: datetime, fast_path: bool = True,
-                     masker: Masker | None = None) -> PartitionIngest:
+def ingest_partition(landing_root: str | Path | Store, export_hour: datetime, fast_path: bool = True,
+                     masker: Masker | None = None, layout: str | Layout = DEFAULT_LAYOUT) -> PartitionIngest:
     """Ingest every landing file of one export hour (masking PII when given a masker)."""
-    return ingest_files(partition_files(landing_root, export_hour), export_hour, landing_root, fast_path, masker)
+    layout = parse_layout(layout) if isinstance(layout, str) else layout
+    store = open_root(landing_root)
+    return ingest_files(partition_files(store, export_hour, layout), export_hour, store, fast_path, masker,
+                        window=layout.window(export_hour))
