@@ -47,10 +47,26 @@ class Section(BaseModel):
 class PathSettings(Section):
     """Where landing files are read from and where files for people are written."""
 
-    landing_root: Path = Path("var/landing")
-    feedback_root: Path = Path("var/feedback")
+    # A local folder, or an object store URL (s3://, gs://, az://, abfs://, file://): ingest/storage.py.
+    landing_root: str = "var/landing"
+    feedback_root: str = "var/feedback"
     reports_dir: Path = Path("var/reports")
     datasets_dir: Path = Path("var/datasets")
+
+    @field_validator("landing_root", "feedback_root", mode="before")
+    @classmethod
+    def _root(cls, value: Any, info: Any) -> Any:
+        """Accept paths and URLs; refuse URLs that embed credentials (they belong in the provider's chain)."""
+        from aiobs_pipeline.ingest.storage import check_root_url  # noqa: PLC0415 - keeps startup light
+
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if isinstance(value, str):
+            try:
+                return check_root_url(value)
+            except ValueError as exc:
+                raise ValueError(f"paths.{info.field_name}: {exc}") from None
+        return value
 
 
 class WarehouseSettings(Section):
@@ -73,6 +89,11 @@ class IngestSettings(Section):
     # The landing sensor only looks at this many recent hours, so each tick stays short.
     sensor_lookback_hours: int = Field(default=72, ge=1, le=24 * 90)
     sensor_interval_seconds: int = Field(default=60, ge=10)
+    # Which objects under the roots belong to which export hour (ingest/layout.py): a preset (aiobs,
+    # collector, collector-hourly, langfuse, langfuse-scores, langsmith-bulk) or a strftime pattern.
+    landing_layout: str = "%Y/%m/%d/%H"
+    # The feedback root's layout; empty: the landing layout (langfuse-scores when that is langfuse).
+    feedback_layout: str = ""
     # PII masking at ingest (aiobs_pipeline/ingest/masking.py); off by default, then it costs nothing.
     mask_pii: bool = False
     pii_patterns: list[str] = Field(
@@ -94,6 +115,22 @@ class IngestSettings(Section):
         if value > date.today():
             raise ValueError(f"ingest.partitions_start {value} is in the future")
         return value
+
+    @field_validator("landing_layout", "feedback_layout")
+    @classmethod
+    def _layout(cls, value: str, info: Any) -> str:
+        from aiobs_pipeline.ingest.layout import parse_layout  # noqa: PLC0415
+
+        if value or info.field_name == "landing_layout":
+            parse_layout(value)  # a LayoutError (a ValueError) names the setting and the problem
+        return value
+
+    @property
+    def feedback_layout_or_default(self) -> str:
+        """The feedback root's layout: feedback_layout, else the landing layout (Langfuse: its scores)."""
+        if self.feedback_layout:
+            return self.feedback_layout
+        return "langfuse-scores" if self.landing_layout == "langfuse" else self.landing_layout
 
     @field_validator("pii_phone_regions")
     @classmethod
@@ -147,15 +184,25 @@ class Settings(BaseSettings):
         """Resolve a configured path against base_dir (absolute paths are kept)."""
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
-    @property
-    def landing_root(self) -> Path:
-        """Absolute landing root."""
-        return self.resolve(self.paths.landing_root)
+    def resolve_root(self, root: str) -> Path | str:
+        """A landing or feedback root: an absolute local Path (also for file:// URLs), else the URL as is."""
+        from aiobs_pipeline.ingest.storage import is_url  # noqa: PLC0415
+
+        if root.lower().startswith("file://"):
+            from urllib.parse import unquote, urlsplit  # noqa: PLC0415
+
+            return self.resolve(Path(unquote(urlsplit(root).path)))
+        return root if is_url(root) else self.resolve(Path(root))
 
     @property
-    def feedback_root(self) -> Path:
-        """Absolute feedback landing root."""
-        return self.resolve(self.paths.feedback_root)
+    def landing_root(self) -> Path | str:
+        """Absolute landing root (a Path), or its object-store URL."""
+        return self.resolve_root(self.paths.landing_root)
+
+    @property
+    def feedback_root(self) -> Path | str:
+        """Absolute feedback landing root (a Path), or its object-store URL."""
+        return self.resolve_root(self.paths.feedback_root)
 
     @property
     def duckdb_path(self) -> Path:

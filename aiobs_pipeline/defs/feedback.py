@@ -66,7 +66,8 @@ def ingest_feedback_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
 
     settings = aiobs.get()
     window = context.partition_time_window
-    results = [ingest_feedback_partition(settings.feedback_root, hour, settings.feedback)
+    results = [ingest_feedback_partition(settings.feedback_root, hour, settings.feedback,
+                                         layout=settings.ingest.feedback_layout_or_default)
                for hour in hours_between(window.start, window.end)]
     events = concat_parts([r.events for r in results])
     quarantined = concat_parts([r.quarantined for r in results])

@@ -5,7 +5,6 @@ schedule and the landing sensor. The work itself lives in `aiobs_pipeline.ingest
 import hashlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 from dagster import (
@@ -30,8 +29,11 @@ from aiobs_pipeline.defs.common import WAREHOUSE_POOL, concat_parts, hours_betwe
 from aiobs_pipeline.defs.jobs import HOURLY, hourly_job
 from aiobs_pipeline.defs.partitions import hourly_partitions
 from aiobs_pipeline.defs.resources import AiobsSettings
+from aiobs_pipeline.ingest.files import is_landing_file
+from aiobs_pipeline.ingest.layout import objects_by_hour, parse_layout
 from aiobs_pipeline.ingest.masking import masker_from_settings
-from aiobs_pipeline.ingest.partition import ingest_partition, partition_files
+from aiobs_pipeline.ingest.partition import ingest_partition
+from aiobs_pipeline.ingest.storage import StorageError, StoreObject, open_root
 from aiobs_pipeline.schema import SCHEMA_VERSION
 
 PARTITION_EXPR = {"partition_expr": "export_hour"}
@@ -70,7 +72,8 @@ def ingest_export_hours(context: AssetExecutionContext, aiobs: AiobsSettings):
     masker = masker_from_settings(settings.ingest)
     masked: Counter | None = None if masker is None else Counter({name: 0 for name in masker.names})
     for hour in hours_between(window.start, window.end):
-        result = ingest_partition(settings.landing_root, hour, fast_path=settings.ingest.fast_path, masker=masker)
+        result = ingest_partition(settings.landing_root, hour, fast_path=settings.ingest.fast_path, masker=masker,
+                                  layout=settings.ingest.landing_layout)
         if masked is not None and result.pii_masked:
             masked.update(result.pii_masked)
         spans_parts.append(result.spans)
@@ -151,38 +154,46 @@ hourly_ingest_schedule = build_schedule_from_partitioned_job(
 )
 
 
-def file_set_hash(files: list[Path]) -> str:
-    """A stable hash of a folder's file set (names, sizes, modification times)."""
+def file_set_hash(files: list[StoreObject]) -> str:
+    """A stable hash of an hour's objects: (key, size, ETag or modification time) of each."""
     digest = hashlib.sha256()
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for obj in sorted(files, key=lambda o: (o.store.root_display, o.key)):
+        digest.update(f"{obj.store.root_display}\0{obj.key}\0{obj.size}\0{obj.version()}\n".encode())
     return digest.hexdigest()[:16]
 
 
 @sensor(job=hourly_job, minimum_interval_seconds=60,
-        description="Starts the ingest of an export hour when its landing folder gains or changes files.")
+        description="Starts the hourly run of an export hour when its landing or feedback objects are new "
+                    "or changed (local folders or object stores).")
 def landing_sensor(context: SensorEvaluationContext, aiobs: AiobsSettings):
-    """Request one run per recent export hour whose file set is new or changed (run key = hour + hash)."""
+    """Request one run per recent export hour whose object set is new or changed (run key = hour + hash)."""
     settings = aiobs.get()
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     first = max(
         now - timedelta(hours=settings.ingest.sensor_lookback_hours),
         datetime.combine(settings.ingest.partitions_start, datetime.min.time(), tzinfo=UTC),
     )
-    requests = []
     # Only closed hours: the open hour is not a partition yet (Dagster would reject the request); its files
-    # are picked up at the first tick after it closes.
-    for hour in hours_between(first, now):
-        files = partition_files(settings.landing_root, hour)
-        if not files:
+    # are picked up at the first tick after it closes. One listing per root covers the whole lookback.
+    by_hour: dict[datetime, list[StoreObject]] = {}
+    roots = ((settings.landing_root, settings.ingest.landing_layout),
+             (settings.feedback_root, settings.ingest.feedback_layout_or_default))
+    try:
+        for root, layout in roots:
+            for hour, objects in objects_by_hour(open_root(root), parse_layout(layout), first, now).items():
+                by_hour.setdefault(hour, []).extend(o for o in objects if is_landing_file(o))
+    except StorageError as exc:
+        return SkipReason(f"could not list the landing objects: {exc}")
+    requests = []
+    for hour, objects in sorted(by_hour.items()):
+        if not objects:
             continue
         key = hourly_partitions.get_partition_key_for_timestamp(hour.timestamp())
-        requests.append(RunRequest(run_key=f"{key}:{file_set_hash(files)}", partition_key=key,
+        requests.append(RunRequest(run_key=f"{key}:{file_set_hash(objects)}", partition_key=key,
                                    tags={"aiobs/trigger": "landing_sensor"}))
     if not requests:
         return SkipReason(f"no landing files in the last {settings.ingest.sensor_lookback_hours} hours "
-                          f"under {settings.landing_root}")
+                          f"under {open_root(settings.landing_root)}")
     return requests
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dagster import ConfigurableResource
 
 from aiobs_pipeline.settings import Settings, load_settings
@@ -18,13 +20,9 @@ class AiobsSettings(ConfigurableResource):
     def get(self) -> Settings:
         """Return the settings with this resource's overrides applied."""
         settings = load_settings(self.config_file or None)
-        paths = settings.paths.model_copy(update={
-            key: settings.resolve(type(settings.paths.landing_root)(value))
-            for key, value in (
-                ("landing_root", self.landing_root),
-                ("feedback_root", self.feedback_root),
-                ("reports_dir", self.reports_dir),
-            )
-            if value
-        })
+        # Roots go through validation (a URL with credentials is refused); Settings resolves them on use.
+        roots = {k: v for k, v in (("landing_root", self.landing_root), ("feedback_root", self.feedback_root)) if v}
+        paths = type(settings.paths).model_validate({**settings.paths.model_dump(), **roots})
+        if self.reports_dir:
+            paths = paths.model_copy(update={"reports_dir": settings.resolve(Path(self.reports_dir))})
         return settings.model_copy(update={"paths": paths})

@@ -28,8 +28,10 @@ from rapidfuzz.distance import Levenshtein
 
 from aiobs_pipeline.feedback.settings import FeedbackSettings, normalise_name
 from aiobs_pipeline.ingest.base import RawRecord, Reject, as_str, parse_time
-from aiobs_pipeline.ingest.files import UnreadableFile, iter_records
-from aiobs_pipeline.ingest.partition import partition_files
+from aiobs_pipeline.ingest.files import Source, UnreadableFile, iter_records
+from aiobs_pipeline.ingest.layout import DEFAULT_LAYOUT, Layout, parse_layout
+from aiobs_pipeline.ingest.partition import partition_files, source_name
+from aiobs_pipeline.ingest.storage import Store, StoreObject, open_root
 from aiobs_pipeline.schema import (
     FEEDBACK_AUDIT_COLUMNS,
     FEEDBACK_COLUMNS,
@@ -126,7 +128,7 @@ class _Problem(Exception):
 
 @dataclass
 class _FileRead:
-    path: Path
+    path: Source
     source_file: str
     records_read: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -448,7 +450,7 @@ def _ids(value: Any) -> tuple[str | None, str | None]:
     return (span if isinstance(span, str) else None), (trace if isinstance(trace, str) else None)
 
 
-def read_feedback_file(path: Path, source_file: str, settings: FeedbackSettings) -> _FileRead:
+def read_feedback_file(path: Source, source_file: str, settings: FeedbackSettings) -> _FileRead:
     """Read one feedback file into candidate events (row rules applied) and rejects."""
     read = _FileRead(path=path, source_file=source_file)
     try:
@@ -485,18 +487,15 @@ def _utc_hour(export_hour: datetime) -> pd.Timestamp:
     return stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
 
 
-def ingest_feedback_files(files: Iterable[Path], export_hour: datetime, feedback_root: Path,
+def ingest_feedback_files(files: Iterable[Source], export_hour: datetime, feedback_root: str | Path | Store,
                           settings: FeedbackSettings | None = None) -> FeedbackIngest:
     """Read, validate and deduplicate the given feedback files as the export hour `export_hour`."""
     settings = settings or FeedbackSettings()
     hour = _utc_hour(export_hour)
     reads: list[_FileRead] = []
     for path in files:
-        try:
-            source_file = str(Path(path).relative_to(feedback_root))
-        except ValueError:
-            source_file = str(path)
-        read = read_feedback_file(Path(path), source_file, settings)
+        source_file = source_name(path, feedback_root)
+        read = read_feedback_file(path if isinstance(path, StoreObject) else Path(path), source_file, settings)
         if read.file_error:
             log.warning("feedback file %s could not be read in full: %s", source_file, read.file_error)
         reads.append(read)
@@ -585,10 +584,19 @@ def _audit(reads: list[_FileRead], events: pd.DataFrame, quarantined: pd.DataFra
     return conform(pd.DataFrame(rows), FEEDBACK_AUDIT_COLUMNS)
 
 
-def ingest_feedback_partition(feedback_root: Path, export_hour: datetime,
-                              settings: FeedbackSettings | None = None) -> FeedbackIngest:
-    """Ingest every feedback file of one export hour (FEEDBACK_ROOT/YYYY/MM/DD/HH/*.jsonl[.gz])."""
-    return ingest_feedback_files(partition_files(feedback_root, export_hour), export_hour, feedback_root, settings)
+def ingest_feedback_partition(feedback_root: str | Path | Store, export_hour: datetime,
+                              settings: FeedbackSettings | None = None,
+                              layout: str | Layout = DEFAULT_LAYOUT) -> FeedbackIngest:
+    """Ingest every feedback file of one export hour (by default FEEDBACK_ROOT/YYYY/MM/DD/HH/*.jsonl[.gz]).
+
+    Under a layout filed by day, the day's files are read once, in the day's first hour: feedback is joined
+    to responses by id, not by the hour it lands in, so no event is split across hours or read twice."""
+    layout = parse_layout(layout) if isinstance(layout, str) else layout
+    store = open_root(feedback_root)
+    files = partition_files(store, export_hour, layout)
+    if layout.daily and not layout.window(export_hour).keeps_timeless:
+        files = []
+    return ingest_feedback_files(files, export_hour, store, settings)
 
 
 # ------------------------------------------------------------------------------------------------ responses
