@@ -111,29 +111,38 @@ class SeaweedS3:
 
     def filesystem(self, access_key: str | None = None, secret_key: str | None = None,
                    anonymous: bool = False) -> Any:
-        """A pyarrow S3 filesystem on this server (the server's identity unless told otherwise)."""
-        from pyarrow import fs
+        """An s3fs filesystem on this server (the server's identity unless told otherwise), never cached.
 
+        s3fs, not pyarrow's S3 client: SeaweedFS 4.48 and the AWS C++ SDK inside pyarrow disagree on gzip
+        content (an object pyarrow uploads reads back from botocore with a second gzip layer, and pyarrow
+        gunzips `application/x-gzip` objects it reads), while s3fs/botocore round-trip bytes exactly.
+        """
+        import s3fs
+
+        options: dict[str, Any] = {"endpoint_url": self.endpoint, "client_kwargs": {"region_name": self.region},
+                                   "skip_instance_cache": True}
         if anonymous:
-            return fs.S3FileSystem(anonymous=True, endpoint_override=self.endpoint, region=self.region)
-        return fs.S3FileSystem(access_key=access_key or self.access_key, secret_key=secret_key or self.secret_key,
-                               endpoint_override=self.endpoint, region=self.region, allow_bucket_creation=True)
+            return s3fs.S3FileSystem(anon=True, **options)
+        return s3fs.S3FileSystem(key=access_key or self.access_key, secret=secret_key or self.secret_key,
+                                 **options)
 
     def create_bucket(self, name: str) -> None:
         """Create a bucket (no error when it exists)."""
-        self.filesystem().create_dir(name)
+        filesystem = self.filesystem()
+        if not filesystem.exists(name):
+            filesystem.mkdir(name)
 
     def put(self, key: str, data: bytes, bucket: str | None = None) -> None:
         """Write one object, `key` relative to the bucket."""
-        with self.filesystem().open_output_stream(f"{bucket or self.bucket}/{key.lstrip('/')}") as out:
-            out.write(data)
+        self.filesystem().pipe_file(f"{bucket or self.bucket}/{key.lstrip('/')}", data)
 
-    def upload_file(self, path: Path, key: str, bucket: str | None = None, chunk_bytes: int = 8 << 20) -> None:
-        """Stream one local file to an object, `chunk_bytes` at a time (never whole in memory)."""
-        with open(path, "rb") as source, \
-                self.filesystem().open_output_stream(f"{bucket or self.bucket}/{key.lstrip('/')}") as out:
-            while chunk := source.read(chunk_bytes):
-                out.write(chunk)
+    def get(self, key: str, bucket: str | None = None) -> bytes:
+        """Read one object whole."""
+        return self.filesystem().cat_file(f"{bucket or self.bucket}/{key.lstrip('/')}")
+
+    def upload_file(self, path: Path, key: str, bucket: str | None = None) -> None:
+        """Upload one local file to an object (in parts when it is large; never whole in memory)."""
+        self.filesystem().put_file(str(path), f"{bucket or self.bucket}/{key.lstrip('/')}")
 
     def upload_tree(self, folder: Path, prefix: str = "", bucket: str | None = None) -> list[str]:
         """Upload every file under `folder` to bucket/prefix/<relative path>; return the keys, sorted."""
@@ -206,9 +215,9 @@ def _wait_ready(server: SeaweedS3, deadline: float) -> None:
             try:
                 server.create_bucket(server.bucket)
                 server.put(".aiobs-ready", b"ok")
-                server.filesystem().delete_file(f"{server.bucket}/.aiobs-ready")
+                server.filesystem().rm_file(f"{server.bucket}/.aiobs-ready")
                 return
-            except OSError as exc:
+            except Exception as exc:  # any client error here means "not ready yet"
                 # The gateway answers before the volume server has registered: writes fail for a moment.
                 last = f"S3 answers but a signed write failed ({exc})"
         time.sleep(0.25)
