@@ -153,6 +153,15 @@ class SeaweedS3:
             keys.append(key)
         return keys
 
+    def cpu_seconds(self) -> float | None:
+        """User plus system CPU time the server has used so far (all its threads); None off Linux."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        # utime and stime are fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends field 2.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self, grace_seconds: float = 5.0) -> None:
         """SIGTERM, wait up to `grace_seconds`, then SIGKILL; remove the sockets weed leaves in /tmp."""
         if self.process.poll() is None:
