@@ -28,15 +28,45 @@ def _export_hour_for(path: Path) -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def inspect_file(path: Path) -> dict[str, Any]:
-    """Read one export file exactly as the pipeline would and summarise what it holds."""
-    from aiobs_pipeline.ingest.partition import ingest_files  # noqa: PLC0415 - keep `--help` fast
+def _open_url(url: str) -> tuple[Any, Any, str | None]:
+    """(store object, store, error) for an object-store URL (s3://bucket/key, gs://, az://, memory://)."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
 
-    if not path.exists():
-        return {"file": str(path), "format": None, "readable": False, "error": "file does not exist",
+    from aiobs_pipeline.ingest.storage import StorageError, Store, redact_text  # noqa: PLC0415
+
+    parts = urlsplit(url)
+    try:
+        store = Store(f"{parts.scheme}://{parts.netloc}")
+        return store.object(parts.path.lstrip("/")), store, None
+    except FileNotFoundError:
+        return None, None, "object does not exist"
+    except (StorageError, ValueError, IsADirectoryError, ImportError) as exc:
+        return None, None, redact_text(str(exc))
+
+
+def inspect_file(path: Path | str) -> dict[str, Any]:
+    """Read one export file (a path, or an object-store URL) exactly as the pipeline would and summarise it."""
+    from aiobs_pipeline.ingest.partition import ingest_files  # noqa: PLC0415 - keep `--help` fast
+    from aiobs_pipeline.ingest.storage import StorageError, is_url, redact_text  # noqa: PLC0415
+
+    source: Any = path
+    if isinstance(path, str) and is_url(path):
+        source, root, error = _open_url(path)
+        path = redact_text(path)
+        hour = _export_hour_for(Path("/" + source.key)) if source is not None else None
+    else:
+        path, error = Path(path), None if Path(path).exists() else "file does not exist"
+        source, root, hour = path, path.parent, _export_hour_for(path)
+    if error is not None:
+        return {"file": str(path), "format": None, "readable": False, "error": error,
                 "spans": 0, "spans_by_kind": {}, "llm_spans": 0, "input_tokens": 0, "output_tokens": 0,
                 "quarantined": 0, "reasons": {}}
-    result = ingest_files([path], _export_hour_for(path), path.parent)
+    try:
+        result = ingest_files([source], hour, root)
+    except StorageError as exc:
+        return {"file": str(path), "format": None, "readable": False, "error": redact_text(str(exc)),
+                "spans": 0, "spans_by_kind": {}, "llm_spans": 0, "input_tokens": 0, "output_tokens": 0,
+                "quarantined": 0, "reasons": {}}
     spans, quarantined, audit = result.spans, result.quarantined, result.audit
     llm = spans[spans["kind"] == "llm"]
     file_error = audit["file_error"].iloc[0] if len(audit) else None
@@ -96,7 +126,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """`aiobs inspect`: per file, what the pipeline would make of it; exit 1 if a file is unreadable."""
     status = 0
     for name in args.files:
-        summary = inspect_file(Path(name))
+        if name.lower().startswith("file://"):
+            from urllib.parse import unquote, urlsplit  # noqa: PLC0415
+
+            name = unquote(urlsplit(name).path)
+        summary = inspect_file(name if "://" in name else Path(name))
         if not summary["readable"]:
             status = 1
         if args.json:
@@ -211,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("inspect", help="read export files as the pipeline would and summarise them")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="a path, or an object URL (s3://bucket/key, gs://, az://)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--verbose", action="store_true", help="with --json, include quarantined rows")
     p.set_defaults(func=cmd_inspect)

@@ -111,6 +111,10 @@ def run_demo(workdir: Path, days: int = 8, scale: float = 1.0, seed: int = 7) ->
 
     settings = get_settings()
     landing, feedback = settings.landing_root, settings.feedback_root
+    if not isinstance(landing, Path) or not isinstance(feedback, Path):
+        # The demo deletes and regenerates its roots: never a bucket.
+        raise SystemExit("aiobs demo writes its exports to local folders; paths.landing_root and "
+                         f"paths.feedback_root are object-store URLs ({landing}, {feedback}): unset them")
     start, end = demo_window(datetime.now(UTC).date())
     start = end - timedelta(days=days) if days != 8 else start
 

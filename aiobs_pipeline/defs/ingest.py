@@ -33,7 +33,7 @@ from aiobs_pipeline.ingest.files import is_landing_file
 from aiobs_pipeline.ingest.layout import objects_by_hour, parse_layout
 from aiobs_pipeline.ingest.masking import masker_from_settings
 from aiobs_pipeline.ingest.partition import ingest_partition
-from aiobs_pipeline.ingest.storage import StorageError, StoreObject, open_root
+from aiobs_pipeline.ingest.storage import QUICK_RETRY, StorageError, StoreObject, open_root
 from aiobs_pipeline.schema import SCHEMA_VERSION
 
 PARTITION_EXPR = {"partition_expr": "export_hour"}
@@ -180,7 +180,7 @@ def landing_sensor(context: SensorEvaluationContext, aiobs: AiobsSettings):
              (settings.feedback_root, settings.ingest.feedback_layout_or_default))
     try:
         for root, layout in roots:
-            for hour, objects in objects_by_hour(open_root(root), parse_layout(layout), first, now).items():
+            for hour, objects in objects_by_hour(open_root(root, QUICK_RETRY), parse_layout(layout), first, now).items():
                 by_hour.setdefault(hour, []).extend(o for o in objects if is_landing_file(o))
     except StorageError as exc:
         return SkipReason(f"could not list the landing objects: {exc}")

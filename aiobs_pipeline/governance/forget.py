@@ -21,6 +21,12 @@ replaces the original, and must hold no span of the user and every span of every
 is left untouched and reported. Lines that are not valid JSON are left in place and reported (with whether
 they contain the user id), never dropped.
 
+On an object-store root (s3://, gs://, az://), each landing object is copied to a private temporary folder,
+pruned and checked the same way, then replaced whole through `ingest.storage` (object stores replace an
+object atomically) or deleted; an object its producer rewrote meanwhile (size or ETag changed) is left and
+reported. Object versions or soft-deleted copies that the bucket keeps (S3 versioning, GCS object
+versioning, Azure soft delete) are not removed: that is the bucket's lifecycle policy's job.
+
 The audit (table `forget_audit` and a JSON file under `<reports_dir>/governance/`) names tables, files and
 counts, and the SHA-256 of the user id, never the id itself or any content.
 """
@@ -33,9 +39,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import uuid
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -49,6 +57,7 @@ from aiobs_pipeline.governance.retention import FORGET_AUDIT, RETENTION_LOG
 from aiobs_pipeline.governance.store import WarehouseSession
 from aiobs_pipeline.ingest.files import GZIP_MAGIC, is_landing_file, looks_like_document
 from aiobs_pipeline.ingest.otlp import MalformedSpan, hex_id
+from aiobs_pipeline.ingest.storage import StoreObject, is_url, open_root
 from aiobs_pipeline.warehouse.tables import quote_ident
 
 REDACTED = "[forgotten user]"
@@ -506,6 +515,27 @@ def _files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and is_landing_file(p))
 
 
+def _landing_files(root: Path | str) -> Iterator[tuple[Path, str, StoreObject | None]]:
+    """(local file, key relative to the root, object) for every landing file of a root.
+
+    A local root gives its files (object None). An object-store root gives each object copied, one at a time,
+    to a private temporary folder, so the same parse, prune and read-back check run on it; `_apply` then
+    writes the result back through `ingest.storage` (an object is replaced whole, atomically)."""
+    if isinstance(root, Path) or not is_url(str(root)):
+        for path in _files_under(Path(root)):
+            yield path, path.relative_to(Path(root)).as_posix(), None
+        return
+    store = open_root(root)
+    for obj in store.list():
+        if not is_landing_file(obj):
+            continue
+        with tempfile.TemporaryDirectory(prefix="aiobs-forget-") as folder:
+            path = Path(folder) / obj.name
+            with obj.open() as stream, open(path, "wb") as out:
+                shutil.copyfileobj(stream, out, 8 * 1024 * 1024)
+            yield path, obj.key, obj
+
+
 # Characters no JSON writer escapes (Go's writes <, > and & as \u003c...; some write / as \/): an id made of
 # them appears in a file's bytes as it is.
 _UNESCAPED = re.compile(r"[A-Za-z0-9_.:@+=~ -]*")
@@ -565,15 +595,15 @@ def _user_rows(rows: pd.DataFrame, keys: UserKeys) -> pd.Series:
         keys.spans)
 
 
-def collect_landing_keys(roots: Iterable[Path], keys: UserKeys) -> None:
+def collect_landing_keys(roots: Iterable[Path | str], keys: UserKeys) -> None:
     """Add the user's traces and spans found in landing files that mention the user id."""
     for root in roots:
-        for path in _files_under(root):
+        for path, rel, _ in _landing_files(root):
             # (An id that a writer may have escaped cannot be searched for in the text: every file is read.)
             if _UNESCAPED.fullmatch(keys.user_id) and not keys.mentions(
                     _decoded(path).decode("utf-8", errors="replace")):
                 continue
-            rows = _span_rows(path, str(path.relative_to(root)))
+            rows = _span_rows(path, rel)
             if rows.empty:
                 continue
             keys.traces |= {t for t in rows.loc[rows["user_id"] == keys.user_id, "trace_id"] if _text(t)}
@@ -596,11 +626,10 @@ def _atomic_write(path: Path, data: bytes, verify: Callable[[Path], str | None])
             temp.unlink()
 
 
-def forget_in_landing(root: Path, keys: UserKeys, dry_run: bool) -> list[ForgetItem]:
-    """Rewrite the span landing files under root without the user's spans."""
+def forget_in_landing(root: Path | str, keys: UserKeys, dry_run: bool) -> list[ForgetItem]:
+    """Rewrite the span landing files under root (a folder or an object-store URL) without the user's spans."""
     items: list[ForgetItem] = []
-    for path in _files_under(root):
-        rel = str(path.relative_to(root))
+    for path, rel, obj in _landing_files(root):
         if not _may_mention(_decoded(path), keys):
             continue
         rows = _span_rows(path, rel)
@@ -624,18 +653,21 @@ def forget_in_landing(root: Path, keys: UserKeys, dry_run: bool) -> list[ForgetI
                 return f"{expected} spans of other users expected after the rewrite, {len(after)} read back"
             return None
 
-        items.extend(_apply(path, rel, "landing", outcome, dry_run, verify))
+        items.extend(_apply(path, rel, "landing", outcome, dry_run, verify, obj))
     return items
 
 
 def _apply(path: Path, rel: str, store: str, outcome: _FileOutcome, dry_run: bool,
-           verify: Callable[[Path], str | None]) -> list[ForgetItem]:
+           verify: Callable[[Path], str | None], obj: StoreObject | None = None) -> list[ForgetItem]:
     if outcome.new_bytes is None or dry_run:
         return outcome.items
-    if outcome.delete:
+    if obj is not None:
+        problem = _apply_to_object(path, obj, outcome, verify)
+    elif outcome.delete:
         path.unlink()
         return outcome.items
-    problem = _atomic_write(path, outcome.new_bytes, verify)
+    else:
+        problem = _atomic_write(path, outcome.new_bytes, verify)
     if problem is None:
         return outcome.items
     kept = [i for i in outcome.items if i.action not in ("rewrote_file", "deleted_file")]
@@ -644,7 +676,26 @@ def _apply(path: Path, rel: str, store: str, outcome: _FileOutcome, dry_run: boo
                               "left unchanged: remove the user's records by hand")]
 
 
-def forget_in_feedback_landing(root: Path, keys: UserKeys, feedback_settings: Any,
+def _apply_to_object(copy: Path, obj: StoreObject, outcome: _FileOutcome,
+                     verify: Callable[[Path], str | None]) -> str | None:
+    """Check the rewrite on the local copy, then replace (or delete) the object; None when done."""
+    if not outcome.delete:
+        copy.write_bytes(outcome.new_bytes or b"")
+        problem = verify(copy)
+        if problem is not None:
+            return problem
+    current = obj.store.object(obj.key)
+    if (current.size, current.version()) != (obj.size, obj.version()):
+        # Rewritten by its producer since it was read: writing ours would lose what it added.
+        return "the object changed while it was being rewritten; run forget again"
+    if outcome.delete:
+        obj.store.delete([obj.key])
+    else:
+        obj.store.write_bytes(obj.key, outcome.new_bytes or b"")
+    return None
+
+
+def forget_in_feedback_landing(root: Path | str, keys: UserKeys, feedback_settings: Any,
                                dry_run: bool) -> list[ForgetItem]:
     """Rewrite the feedback landing files under root without the user's events and events about their spans."""
     from aiobs_pipeline.feedback.events import read_feedback_file  # noqa: PLC0415
@@ -655,8 +706,7 @@ def forget_in_feedback_landing(root: Path, keys: UserKeys, feedback_settings: An
         return (row.get("user_id") == keys.user_id or row.get("span_id") in keys.spans
                 or row.get("trace_id") in keys.traces)
 
-    for path in _files_under(root):
-        rel = str(path.relative_to(root))
+    for path, rel, obj in _landing_files(root):
         if not _may_mention(_decoded(path), keys):
             continue
         before = read_feedback_file(path, rel, feedback_settings)
@@ -679,7 +729,7 @@ def forget_in_feedback_landing(root: Path, keys: UserKeys, feedback_settings: An
                 return f"{expected} events of other users expected after the rewrite, {len(after.rows)} read back"
             return None
 
-        items.extend(_apply(path, rel, "feedback_landing", outcome, dry_run, verify))
+        items.extend(_apply(path, rel, "feedback_landing", outcome, dry_run, verify, obj))
     return items
 
 
@@ -826,7 +876,7 @@ def forget_user(settings: Any, user_id: str, dry_run: bool = False,
     started = (now or datetime.now(UTC)).astimezone(UTC)
     label = settings.warehouse.kind + (f" {settings.duckdb_path}" if settings.warehouse.kind == "duckdb" else "")
     report = ForgetReport(user_sha256(user_id), dry_run, started, label)
-    landing, feedback = Path(settings.landing_root), Path(settings.feedback_root)
+    landing, feedback = settings.landing_root, settings.feedback_root
     with warehouse_session(settings, read_only=dry_run) as session:
         collect_warehouse_keys(session, keys)
         collect_landing_keys([landing], keys)

@@ -5,7 +5,9 @@ Given the settings' `governance` periods and "now", `enforce_retention` works th
   whole partition ended before the cutoff (now - period), so a day or month is never cut in half;
 * message content in span and feedback tables (`span_content_days`): content columns are set to null, ids,
   tokens, costs and latencies stay;
-* the landing folders of traces and feedback (ROOT/YYYY/MM/DD/HH): whole hour folders, with their files;
+* the landing folders of traces and feedback (ROOT/YYYY/MM/DD/HH): whole hour folders, with their files; on
+  an object-store root, or under another `ingest.landing_layout`, the objects whose export hours (day, for
+  day files) all ended before the cutoff, deleted through `ingest.storage` (`delete_old_objects`);
 * the alert state store: alert events, resolved alerts and ended silences;
 and returns one `RetentionRecord` per table, folder or store saying what it removed (rows, files, bytes) and
 the cutoff; `record_retention` appends them to the `retention_log` table. Works on DuckDB and PostgreSQL.
@@ -29,6 +31,8 @@ from aiobs_pipeline.schema import SPAN_CONTENT_COLUMNS
 from aiobs_pipeline.warehouse.tables import quote_ident
 
 RETENTION_LOG = "retention_log"
+# ingest.layout.DEFAULT_LAYOUT, the layout whose hour folders delete_old_landing removes whole.
+DEFAULT_LANDING_LAYOUT = "%Y/%m/%d/%H"
 FORGET_AUDIT = "forget_audit"
 
 # Which period governs each table. Tables not named here (our own logs among them) are never touched.
@@ -66,7 +70,7 @@ class RetentionRecord:
     """What one retention step removed from one table, folder or store."""
 
     target: str
-    action: str  # delete_rows, null_content, delete_folders, delete_alert_history
+    action: str  # delete_rows, null_content, delete_folders, delete_objects, delete_alert_history
     setting: str
     cutoff: datetime | None
     rows: int = 0
@@ -215,6 +219,30 @@ def delete_old_landing(root: Path, setting: str, cutoff: datetime, dry_run: bool
                            detail=f"{folders} hour folders ending at or before {cutoff.isoformat()}")
 
 
+def delete_old_objects(root: Any, layout: Any, setting: str, cutoff: datetime,
+                       dry_run: bool = False) -> RetentionRecord:
+    """Delete the objects of a root (any store, any layout) whose export hours all ended before the cutoff.
+
+    One listing of the whole root; objects that do not follow the layout are never touched. Folders are not
+    objects on S3/GCS/Azure, so nothing else is left behind there; a local root keeps its empty folders."""
+    from aiobs_pipeline.ingest.layout import parse_layout  # noqa: PLC0415
+    from aiobs_pipeline.ingest.storage import open_root  # noqa: PLC0415
+
+    store, layout = open_root(root), parse_layout(layout) if isinstance(layout, str) else layout
+    doomed = []
+    for obj in store.list():
+        hours = layout.hours_of(obj.key)
+        if hours and hours[-1] + timedelta(hours=1) <= cutoff:
+            doomed.append(obj)
+    if doomed and not dry_run:
+        for start in range(0, len(doomed), 1000):
+            store.delete([o.key for o in doomed[start:start + 1000]])
+    return RetentionRecord(str(store), "delete_objects", setting, cutoff, files=len(doomed),
+                           bytes=sum(o.size for o in doomed),
+                           detail=f"{len(doomed)} objects of layout {layout.setting!r} whose hours ended at or "
+                                  f"before {cutoff.isoformat()}")
+
+
 def prune_alert_history(settings: Any, cutoff: datetime, dry_run: bool = False) -> RetentionRecord | None:
     """Delete alert events older than the cutoff, alerts resolved before it and silences that ended before it."""
     import sqlalchemy as sa  # noqa: PLC0415
@@ -271,10 +299,18 @@ def enforce_retention(settings: Any, session: WarehouseSession, now: datetime,
         cutoff = cutoff_for(now, getattr(periods, setting))
         if cutoff is not None:
             records.append(delete_old_rows(session, table, setting, cutoff, dry_run))
-    for root, setting in ((settings.landing_root, "landing_days"), (settings.feedback_root, "feedback_landing_days")):
+    ingest = getattr(settings, "ingest", None)
+    layouts = (getattr(ingest, "landing_layout", DEFAULT_LANDING_LAYOUT),
+               getattr(ingest, "feedback_layout_or_default", DEFAULT_LANDING_LAYOUT))
+    for root, setting, layout in ((settings.landing_root, "landing_days", layouts[0]),
+                                  (settings.feedback_root, "feedback_landing_days", layouts[1])):
         cutoff = cutoff_for(now, getattr(periods, setting))
-        if cutoff is not None:
+        if cutoff is None:
+            continue
+        if isinstance(root, Path) and layout in (DEFAULT_LANDING_LAYOUT, "aiobs"):
             records.append(delete_old_landing(Path(root), setting, cutoff, dry_run))
+        else:
+            records.append(delete_old_objects(root, layout, setting, cutoff, dry_run))
     cutoff = cutoff_for(now, periods.alert_history_days)
     if cutoff is not None:
         record = prune_alert_history(settings, cutoff, dry_run)

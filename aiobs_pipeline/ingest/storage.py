@@ -405,6 +405,11 @@ def _mtime(info: dict[str, Any]) -> float | None:
     return None
 
 
-def open_root(root: str | os.PathLike[str] | Store) -> Store:
+# For sensor ticks, which time out after 60 s: each attempt already includes the provider library's own
+# retries (s3fs and botocore retry connection errors for several seconds), so two attempts are enough.
+QUICK_RETRY = RetryPolicy(attempts=2, initial_seconds=0.5, max_seconds=2.0)
+
+
+def open_root(root: str | os.PathLike[str] | Store, retry: RetryPolicy | None = None) -> Store:
     """The `Store` for a landing or feedback root (a local path, file://, s3://, gs://, az://, ...)."""
-    return root if isinstance(root, Store) else Store(root)
+    return root if isinstance(root, Store) else Store(root, retry=retry)

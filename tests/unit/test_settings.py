@@ -49,3 +49,37 @@ def test_unknown_setting_is_an_error(tmp_path: Path) -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="nope.toml"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_roots_take_object_store_urls_and_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIOBS_PATHS__LANDING_ROOT", "s3://exports/aiobs/")
+    monkeypatch.setenv("AIOBS_PATHS__FEEDBACK_ROOT", f"file://{tmp_path}/fb")
+    monkeypatch.setenv("AIOBS_INGEST__LANDING_LAYOUT", "langfuse")
+    settings = load_settings()
+    assert settings.landing_root == "s3://exports/aiobs/"
+    assert settings.feedback_root == tmp_path / "fb"
+    assert settings.ingest.landing_layout == "langfuse"
+    assert settings.ingest.feedback_layout_or_default == "langfuse-scores"
+    monkeypatch.setenv("AIOBS_INGEST__FEEDBACK_LAYOUT", "%Y/%m/%d/%H")
+    assert load_settings().ingest.feedback_layout_or_default == "%Y/%m/%d/%H"
+    # Paths given in code still work.
+    assert load_settings(paths={"landing_root": tmp_path / "x"}).landing_root == tmp_path / "x"
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("AIOBS_PATHS__LANDING_ROOT", "s3://AKIAIOSFODNN7EXAMPLE:hunter2@bucket/x", "embeds credentials"),
+    ("AIOBS_PATHS__FEEDBACK_ROOT", "az://c/p?sv=1&sig=hunter2", "carries credentials"),
+    ("AIOBS_PATHS__LANDING_ROOT", "ftp://host/x", "unsupported URL scheme"),
+    ("AIOBS_INGEST__LANDING_LAYOUT", "%Y/%m/%H", "missing day"),
+])
+def test_bad_roots_and_layouts_name_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str,
+                                                value: str, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert message in text
+    assert variable.removeprefix("AIOBS_").lower().replace("__", ".") in text
+    assert "hunter2" not in text and "AKIAIOSFODNN7EXAMPLE" not in text
