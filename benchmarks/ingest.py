@@ -264,6 +264,16 @@ def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_g
     return figures
 
 
+def run_upload(path: Path, target: str) -> dict[str, Any]:
+    """Upload the file to bucket/key with s3fs, credentials and endpoint from AWS_* (run in its own process)."""
+    import s3fs
+
+    filesystem = s3fs.S3FileSystem(endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    started = time.perf_counter()
+    filesystem.put_file(str(path), target)
+    return {"seconds": time.perf_counter() - started, "bytes": filesystem.size(target)}
+
+
 def _serve_from_s3(workdir: Path, path: Path, landing_root: Path) -> tuple[Any, float]:
     """Start a local SeaweedFS server and upload the hour's file under s3://BUCKET/landing/ (same layout)."""
     from tests.seaweedfs import SeaweedUnavailable, start_seaweedfs
@@ -273,9 +283,11 @@ def _serve_from_s3(workdir: Path, path: Path, landing_root: Path) -> tuple[Any, 
     except SeaweedUnavailable as exc:
         raise SystemExit(f"--from-s3: {exc}") from exc
     try:
-        started = time.perf_counter()
-        server.upload_file(path, f"{S3_PREFIX}/{path.relative_to(landing_root).as_posix()}")
-        return server, time.perf_counter() - started
+        # In a child: the upload's buffers would otherwise stay in this process, and every measuring child
+        # forked from it would start with that resident set (ru_maxrss counts it).
+        key = f"{S3_PREFIX}/{path.relative_to(landing_root).as_posix()}"
+        done = _child(["--child", "upload", str(path), f"{server.bucket}/{key}"], server.env())
+        return server, done["seconds"]
     except BaseException:
         server.stop()
         raise
@@ -354,6 +366,8 @@ def main(argv: list[str] | None = None) -> None:
         step, *rest = args.child
         if step == "duckdb":
             out = run_duckdb(Path(rest[0]))
+        elif step == "upload":
+            out = run_upload(Path(rest[0]), rest[1])
         else:
             root = rest[0] if "://" in rest[0] else Path(rest[0])
             out = run_aiobs(root, datetime.fromisoformat(rest[1]), args.fast_path_min_bytes,
