@@ -202,12 +202,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _print_forget(report: Any, audit: Path | None) -> None:
     verb = "would remove" if report.dry_run else "removed"
     for item in report.items:
-        if item.action in ("left_in_place", "mentions_left", "unreadable_kept"):
+        if item.action in ("left_in_place", "mentions_left", "unreadable_kept", "versions_kept"):
             continue
         detail = f" ({item.detail})" if item.detail else ""
         print(f"  {item.store:<17} {item.location:<60} {verb} {item.count} {item.unit} [{item.action}]{detail}")
     for item in report.items:
-        if item.action in ("left_in_place", "mentions_left", "unreadable_kept"):
+        if item.action in ("left_in_place", "mentions_left", "unreadable_kept", "versions_kept"):
             print(f"  {item.store:<17} {item.location:<60} NOT removed: {item.detail}")
     if audit is not None:
         print(f"audit: {audit} and table forget_audit (request {report.request_id})")

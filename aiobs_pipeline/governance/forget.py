@@ -80,7 +80,8 @@ class ForgetItem:
     store: str  # warehouse, landing, feedback_landing, datasets, alert_store, reports
     location: str  # table name or file path relative to its root
     action: str  # deleted_rows, redacted_rows, rewrote_file, deleted_file, left_in_place, mentions_left,
-    # unreadable_kept (a line that is not JSON and does not name the user, kept as is)
+    # unreadable_kept (a line that is not JSON and does not name the user, kept as is), versions_kept (object
+    # versions an object store may keep of rewritten objects)
     count: int
     unit: str  # rows, records, spans, events, cases, alerts, lines, mentions
     detail: str = ""
@@ -862,6 +863,21 @@ def write_audit_file(report: ForgetReport, reports_dir: Path) -> Path:
     return path
 
 
+def object_versions_note(items: list[ForgetItem], roots: Iterable[tuple[str, Path | str]]) -> list[ForgetItem]:
+    """For object-store roots where objects were rewritten or deleted: what forget cannot remove there."""
+    notes = []
+    for store, root in roots:
+        if isinstance(root, Path) or not is_url(str(root)):
+            continue
+        changed = sum(1 for i in items if i.store == store and i.action in ("rewrote_file", "deleted_file"))
+        if changed:
+            notes.append(ForgetItem(store, str(open_root(root)), "versions_kept", changed, "objects",
+                                    "earlier versions or soft-deleted copies the bucket keeps (S3 versioning, GCS "
+                                    "object versioning, Azure soft delete) are not removed by aiobs: expire them "
+                                    "with the bucket's lifecycle rules"))
+    return notes
+
+
 def forget_user(settings: Any, user_id: str, dry_run: bool = False,
                 now: datetime | None = None) -> tuple[ForgetReport, Path | None]:
     """Forget one user everywhere the settings point; return the report and the audit file (None in a dry run).
@@ -883,6 +899,7 @@ def forget_user(settings: Any, user_id: str, dry_run: bool = False,
         report.items += forget_in_warehouse(session, keys, dry_run)
     report.items += forget_in_landing(landing, keys, dry_run)
     report.items += forget_in_feedback_landing(feedback, keys, settings.feedback, dry_run)
+    report.items += object_versions_note(report.items, (("landing", landing), ("feedback_landing", feedback)))
     datasets = [settings.resolve(settings.paths.datasets_dir), settings.resolve(settings.evals.export_dir)]
     report.items += forget_in_datasets(datasets, keys, dry_run)
     report.items += forget_in_alert_store(settings, keys, dry_run)

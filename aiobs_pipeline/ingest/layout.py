@@ -24,7 +24,9 @@ backfill order:
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -75,6 +77,16 @@ class Window:
     filter_rows: bool = False
     # True in the one hour that quarantines records of day files without a usable start time.
     keeps_timeless: bool = True
+
+    # A Window is also the (start, end) pair readers filter by (`start, end = window`, `window[0]`).
+    def __iter__(self) -> Iterator[datetime]:
+        return iter((self.start, self.end))
+
+    def __getitem__(self, index: int) -> datetime:
+        return (self.start, self.end)[index]
+
+    def __len__(self) -> int:
+        return 2
 
 
 @dataclass(frozen=True)
@@ -138,21 +150,27 @@ class Layout:
         hour = _utc_hour(hour)
         return Window(hour, hour + HOUR, filter_rows=self.daily, keeps_timeless=not self.daily or hour.hour == 0)
 
+    def _renders(self, hour: datetime) -> list[tuple[datetime, str]]:
+        """(time, finest field) to render the pattern at for the listings of an hour."""
+        if self.daily:
+            return [(hour, "day")]
+        if self.time_is_end:
+            # Window ends in (hour, hour + 1h]: within the hour, or exactly on the next one.
+            return [(hour, "hour"), (hour + HOUR, "second")]
+        return [(hour, "hour")]
+
+    def branch_prefixes(self, hour: datetime) -> list[tuple[tuple[str, ...], str]]:
+        """(alternatives chosen, key prefix) pairs: every object of the hour has a key starting with one."""
+        hour = _utc_hour(hour)
+        return [out for when, finest in self._renders(hour) for out in _render(self.pattern, when, finest)]
+
     def list_prefixes(self, hour: datetime) -> list[tuple[str, str]]:
         """(folder, name prefix) pairs relative to the root whose listings hold every object of the hour."""
-        hour = _utc_hour(hour)
-        if self.daily:
-            renders = [(hour, "day")]
-        elif self.time_is_end:
-            # Window ends in (hour, hour + 1h]: within the hour, or exactly on the next one.
-            renders = [(hour, "hour"), (hour + HOUR, "second")]
-        else:
-            renders = [(hour, "hour")]
         prefixes: list[tuple[str, str]] = []
-        for when, finest in renders:
-            for prefix in _render_prefixes(self.pattern, when, finest):
-                if prefix not in prefixes:
-                    prefixes.append(prefix)
+        for _, prefix in self.branch_prefixes(hour):
+            pair = split_prefix(prefix)
+            if pair not in prefixes:
+                prefixes.append(pair)
         return prefixes
 
 
@@ -161,35 +179,39 @@ def _utc_hour(hour: datetime) -> datetime:
     return hour.replace(minute=0, second=0, microsecond=0)
 
 
-def _render_prefixes(pattern: str, when: datetime, finest: str) -> list[str]:
-    """The pattern rendered for `when` up to the first field finer than `finest` or the first wildcard,
-    cut back to a folder boundary; one prefix per alternative of a `{a,b}` before that point."""
-    outs = [""]
+def split_prefix(prefix: str) -> tuple[str, str]:
+    """A key prefix as (folder, start of the names under it): a listing is of a folder, filtered by name."""
+    return (prefix[: prefix.rfind("/")], prefix[prefix.rfind("/") + 1:]) if "/" in prefix else ("", prefix)
+
+
+def _render(pattern: str, when: datetime, finest: str) -> list[tuple[tuple[str, ...], str]]:
+    """The pattern rendered for `when` up to the first field finer than `finest` or the first wildcard, one
+    (alternatives chosen, text) per combination of the `{a,b}` alternatives before that point."""
+    outs: list[tuple[tuple[str, ...], str]] = [((), "")]
     limit = _ORDER.index(finest)
     position = 0
     for match in _TOKEN.finditer(pattern):
         literal = pattern[position:match.start()]
-        outs = [o + literal for o in outs]
+        outs = [(c, o + literal) for c, o in outs]
         position = match.end()
         if match.group(1) is not None:
             name = match.group(1)
             if name == "%":
-                outs = [o + "%" for o in outs]
+                outs = [(c, o + "%") for c, o in outs]
                 continue
             component = _FIELDS[name][0]
             if _ORDER.index(component) > limit:
                 break
             value = getattr(when, component)
             text = f"{value:04d}" if component == "year" else (str(value) if name.startswith("-") else f"{value:02d}")
-            outs = [o + text for o in outs]
+            outs = [(c, o + text) for c, o in outs]
         elif match.group(2) is not None:
-            outs = [o + choice for o in outs for choice in match.group(2).split(",")]
+            outs = [((*c, choice), o + choice) for c, o in outs for choice in match.group(2).split(",")]
         else:  # a wildcard: the listing must start before it
             break
     else:
-        outs = [o + pattern[position:] + "/" for o in outs]  # the whole folder pattern: list its files
-    # A listing is of a folder, filtered by the start of the names under it (server-side on S3).
-    return [(o[: o.rfind("/")] if "/" in o else "", o[o.rfind("/") + 1:]) for o in outs]
+        outs = [(c, o + pattern[position:] + "/") for c, o in outs]  # a folder pattern: list its files
+    return outs
 
 
 @lru_cache(maxsize=64)
@@ -266,25 +288,23 @@ def objects_for_hour(store: Store, layout: Layout, hour: datetime) -> list[Store
 
 
 def objects_by_hour(store: Store, layout: Layout, start: datetime, end: datetime) -> dict[datetime, list[StoreObject]]:
-    """The objects of every export hour in [start, end), from one listing of the folder all of them share."""
+    """The objects of every export hour in [start, end), from one listing per branch of the pattern (one in
+    all, unless the pattern has `{a,b}` alternatives): the longest key prefix all the hours share."""
     start, end = _utc_hour(start), _utc_hour(end)
     hours = []
     when = start
     while when < end:
         hours.append(when)
         when += HOUR
-    if not hours:
-        return {}
-    folders = [folder.split("/") if folder else [] for hour in hours for folder, _ in layout.list_prefixes(hour)]
-    common: list[str] = []
-    for parts in zip(*folders, strict=False):
-        if len(set(parts)) != 1:
-            break
-        common.append(parts[0])
+    branches: dict[tuple[str, ...], list[str]] = {}
+    for hour in hours:
+        for choices, prefix in layout.branch_prefixes(hour):
+            branches.setdefault(choices, []).append(prefix)
     wanted = set(hours)
-    by_hour: dict[datetime, list[StoreObject]] = {}
-    for obj in store.list("/".join(common)):
-        for hour in layout.hours_of(obj.key):
-            if hour in wanted:
-                by_hour.setdefault(hour, []).append(obj)
-    return {hour: sorted(objs, key=lambda o: o.key) for hour, objs in sorted(by_hour.items())}
+    found: dict[datetime, dict[str, StoreObject]] = {}
+    for prefixes in branches.values():
+        for obj in store.list(*split_prefix(os.path.commonprefix(prefixes))):
+            for hour in layout.hours_of(obj.key):
+                if hour in wanted:
+                    found.setdefault(hour, {})[obj.key] = obj
+    return {hour: [objs[k] for k in sorted(objs)] for hour, objs in sorted(found.items())}

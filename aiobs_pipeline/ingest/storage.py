@@ -39,6 +39,8 @@ T = TypeVar("T")
 # Schemes that mean "an object store through fsspec"; file:// is mapped to a local folder.
 REMOTE_SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "az", "abfs": "abfs",
                   "abfss": "abfs", "adl": "adl", "memory": "memory"}
+# Filesystems whose find() filters by name prefix in the listing request itself (s3fs, gcsfs, adlfs).
+SERVER_SIDE_PREFIX = {"s3", "gcs", "az", "abfs"}
 # A ranged read's size when the caller asks for less (readline, the gzip reader): few requests per object.
 READ_CHUNK = 8 * 1024 * 1024
 # Ranges a sequential reader fetches ahead of the one it is reading (see _RangeReader); 0 turns it off.
@@ -228,7 +230,7 @@ class _RangeReader(io.RawIOBase):
         self.obj = obj
         self.pos = 0
         # Bytes fetched but not yet handed out: (offset of data[0], data).
-        self._held: tuple[int, bytes] | None = None
+        self._held: tuple[int, bytes | memoryview] | None = None
         self._ahead: dict[int, Future[bytes]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._next = -1  # where the last range ended: a read starting there is sequential
@@ -253,7 +255,7 @@ class _RangeReader(io.RawIOBase):
         return store.retry.call(lambda: store.fs.cat_file(store.fs_path(self.obj.key), start=start, end=end),
                                 f"{self.obj.url}: read bytes {start}-{end}")
 
-    def _range_at(self, start: int, want: int) -> bytes:
+    def _range_at(self, start: int, want: int) -> bytes | memoryview:
         """The bytes from `start`: fetched ahead when they were, else read now (at least `want` bytes)."""
         if start == self._next:
             self._streak += 1
@@ -261,7 +263,18 @@ class _RangeReader(io.RawIOBase):
             self._streak = 0
             self._drop_ahead()
         future = self._ahead.pop(start, None)
-        data = future.result() if future is not None else self._fetch(start, min(start + want, self.obj.size))
+        head = None if future is not None else self.obj.store.head_of(self.obj)
+        data: bytes | memoryview
+        if future is not None:
+            data = future.result()
+        elif head is not None and start < len(head):
+            # The readers open an object several times to sniff it (gzip magic, JSON document or lines,
+            # the fast path's first lines): its first chunk is fetched once, not once per open.
+            data = memoryview(head)[start:]
+        else:
+            data = self._fetch(start, min(start + want, self.obj.size))
+            if start == 0:
+                self.obj.store.keep_head(self.obj, data[:READ_CHUNK])
         self._next = start + len(data)
         if self._streak >= 1 and READ_AHEAD > 0:
             self._schedule(self._next)
@@ -329,6 +342,7 @@ class Store:
     def __init__(self, root: str | os.PathLike[str], retry: RetryPolicy | None = None,
                  filesystem: Any | None = None) -> None:
         self.retry = retry or RetryPolicy()
+        self._head: tuple[tuple[str, int, str], bytes] | None = None
         text = os.fspath(root)
         self.local: Path | None = None
         if not is_url(text) or text.lower().startswith("file://"):
@@ -337,7 +351,8 @@ class Store:
                 text = urlsplit(text).path
             self.local = Path(text)
             self.protocol = "file"
-            self.prefix = str(self.local).rstrip("/")
+            # Absolute, as LocalFileSystem.find returns paths (a relative root would match no key).
+            self.prefix = os.path.abspath(self.local).rstrip("/") or "/"
             if filesystem is None:
                 from fsspec.implementations.local import LocalFileSystem  # noqa: PLC0415
 
@@ -361,8 +376,24 @@ class Store:
                 container, host = parts.netloc.split("@", 1)
                 options["account_name"] = host.split(".", 1)[0]
                 self.prefix = (container + parts.path).strip("/")
-            filesystem = fsspec.filesystem(self.protocol, **options)
+            try:
+                filesystem = fsspec.filesystem(self.protocol, **options)
+            except Exception as exc:
+                # e.g. adlfs without AZURE_STORAGE_ACCOUNT_NAME: the message says which setting is missing.
+                raise StorageError(f"{self.root_display}: cannot open the store: "
+                                   f"{redact_text(f'{type(exc).__name__}: {exc}')}") from None
         self.fs = filesystem
+
+    def head_of(self, obj: StoreObject) -> bytes | None:
+        """The first bytes of the object last opened from the start, if `obj` is that object (same version)."""
+        head = self._head
+        if head is not None and head[0] == (obj.key, obj.size, obj.version()):
+            return head[1]
+        return None
+
+    def keep_head(self, obj: StoreObject, data: bytes) -> None:
+        """Remember the first bytes of one object (one at a time: memory stays bounded by READ_CHUNK)."""
+        self._head = ((obj.key, obj.size, obj.version()), bytes(data))
 
     @property
     def is_local(self) -> bool:
@@ -390,7 +421,8 @@ class Store:
 
     def list(self, prefix: str = "", name_prefix: str = "") -> list[StoreObject]:
         """Every object under `prefix` (a folder, relative to the root), at any depth, sorted by key; with
-        `name_prefix`, only those whose key under the folder starts with it (a server-side filter on S3)."""
+        `name_prefix`, only those whose key under the folder starts with it (filtered by the store itself on
+        S3, GCS and Azure, so a folder of a year of windows is not listed for one hour)."""
         folder = self.fs_path(prefix)
         if self.local is not None and not Path(folder).is_dir():
             return []
@@ -400,8 +432,8 @@ class Store:
             # see objects written since the last one.
             self.fs.invalidate_cache(folder)
             try:
-                return self.fs.find(folder, detail=True, **({"prefix": name_prefix} if name_prefix and
-                                                            self.protocol == "s3" else {}))
+                server_side = name_prefix and self.protocol in SERVER_SIDE_PREFIX
+                return self.fs.find(folder, detail=True, **({"prefix": name_prefix} if server_side else {}))
             except FileNotFoundError:
                 return {}
 
@@ -409,7 +441,11 @@ class Store:
         objects = []
         for path, info in found.items():
             if info.get("type", "file") != "file":
-                continue
+                if not (self.local is not None and info.get("islink") and os.path.isfile(path)):
+                    continue
+                # A symlinked file in a local folder counts as the file it points to (as Path.is_file does).
+                target = os.stat(path)
+                info = {**info, "size": target.st_size, "mtime": target.st_mtime}
             key = self._key_of(path)
             below = key[len(prefix.strip("/")):].lstrip("/") if prefix.strip("/") else key
             if name_prefix and not below.startswith(name_prefix):

@@ -185,3 +185,27 @@ def test_every_langfuse_object_is_read_by_exactly_one_hour(ends: list[datetime])
         assert {o.key: [h] for h, objs in grouped.items() for o in objs} == seen
     finally:
         memory.rm(f"/{name}", recursive=True)
+
+
+@pytest.mark.parametrize(("layout", "expected"), [
+    ("aiobs", [("2026/12", "0")]),
+    ("collector", [("year=2026/month=12", "day=0")]),
+    ("langfuse", [("observations_v2", "2026-12-0"), ("observations", "2026-12-0"), ("traces", "2026-12-0")]),
+    ("langsmith-bulk", [("", "")]),
+])
+def test_a_range_is_listed_once_per_branch_with_the_prefix_its_hours_share(bucket: str, layout: str,
+                                                                          expected: list, monkeypatch) -> None:
+    from aiobs_pipeline.ingest import storage
+
+    calls = []
+    monkeypatch.setattr(storage.Store, "list", lambda self, prefix="", name_prefix="": calls.append(
+        (prefix, name_prefix)) or [])
+    objects_by_hour(open_root(f"memory://{bucket}"), parse_layout(layout), datetime(2026, 12, 5, 10, tzinfo=UTC),
+                    datetime(2026, 12, 8, 10, tzinfo=UTC))
+    assert calls == expected
+
+
+def test_a_window_is_also_its_start_end_pair() -> None:
+    window = parse_layout("langsmith-bulk").window(H13)
+    start, end = window
+    assert (start, end) == (window[0], window[1]) == (H13, H13 + HOUR) and len(window) == 2

@@ -14,14 +14,17 @@ import fsspec
 import orjson
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiobs_pipeline import cli
 from aiobs_pipeline.feedback.events import ingest_feedback_partition
 from aiobs_pipeline.governance.forget import UserKeys, collect_landing_keys, forget_in_landing
 from aiobs_pipeline.governance.retention import delete_old_objects
 from aiobs_pipeline.ingest import native_fast
+from aiobs_pipeline.ingest.base import Reject
 from aiobs_pipeline.ingest.layout import parse_layout
-from aiobs_pipeline.ingest.partition import ingest_partition, partition_files
+from aiobs_pipeline.ingest.partition import FileRead, ingest_partition, keep_window, partition_files
 from aiobs_pipeline.ingest.storage import RetryPolicy, StorageError, Store, StoreObject
 
 HOUR = datetime(2026, 12, 7, 13, tzinfo=UTC)
@@ -200,3 +203,44 @@ def test_inspect_reads_an_object_url(bucket: str, capsys) -> None:
     assert summary["format"] == "native" and summary["spans"] == 11 and summary["reasons"] == {"invalid_json": 1}
     assert cli.main(["inspect", f"memory://{bucket}/root/missing.jsonl", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["error"] == "object does not exist"
+
+
+def test_forget_says_what_it_cannot_remove_in_a_bucket(bucket: str) -> None:
+    from aiobs_pipeline.governance.forget import ForgetItem, object_versions_note
+
+    items = [ForgetItem("landing", "a.jsonl", "rewrote_file", 2, "records"),
+             ForgetItem("landing", "b.jsonl", "deleted_file", 1, "records")]
+    [note] = object_versions_note(items, [("landing", f"memory://{bucket}/root"), ("feedback_landing", Path("/x"))])
+    assert (note.action, note.count, note.location) == ("versions_kept", 2, f"memory://{bucket}/root")
+    assert "lifecycle" in note.detail
+    assert object_versions_note(items, [("landing", Path("/local"))]) == []
+
+STARTS = st.one_of(st.none(), st.just("not a time"),
+                   st.datetimes(min_value=datetime(2026, 12, 6, 23), max_value=datetime(2026, 12, 8, 1),
+                                timezones=st.just(UTC)),
+                   st.integers(0, 25).map(lambda h: DAY - timedelta(hours=1) + timedelta(hours=h)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(starts=st.lists(STARTS, min_size=1, max_size=40), rejects=st.integers(0, 3))
+def test_day_file_rows_and_rejects_are_kept_by_exactly_one_hour(starts: list, rejects: int) -> None:
+    layout = parse_layout("langsmith-bulk")
+    kept: dict[int, list[int]] = {}
+    kept_rejects = 0
+    for h in range(24):
+        read = FileRead(path=Path("x"), source_file="x", rows=pd.DataFrame({
+            "row": range(len(starts)),
+            "start_time": [s.isoformat() if isinstance(s, datetime) else s for s in starts]}),
+            rejects=[Reject("invalid_json", "bad")] * rejects)
+        keep_window(read, layout.window(DAY + timedelta(hours=h)))
+        for row in ([] if read.rows is None else read.rows["row"]):
+            kept.setdefault(int(row), []).append(h)
+        kept_rejects += len(read.rejects)
+    assert kept_rejects == rejects  # once, in the day's first hour
+    for i, start in enumerate(starts):
+        if not isinstance(start, datetime):
+            assert kept.get(i) == [0]  # no usable start time: quarantined by the row rules, once
+        elif DAY <= start < DAY + timedelta(days=1):
+            assert kept.get(i) == [int((start - DAY) / timedelta(hours=1))]
+        else:
+            assert i not in kept  # another day's row: not this file's business today

@@ -263,3 +263,38 @@ def test_write_and_delete_objects(bucket: str) -> None:
     assert store.list() == []
     with pytest.raises(FileNotFoundError):
         store.object("a/b.jsonl")
+
+
+def test_an_object_opened_several_times_is_fetched_once(bucket: str) -> None:
+    put(bucket, "p/a.jsonl", b"".join(f'{{"n": {i}}}\n'.encode() for i in range(1000)))
+    fs = FlakyFS(0, OSError("unused"))
+    store = Store(f"memory://{bucket}/p", retry=FAST, filesystem=fs)
+    [obj] = store.list()
+    fs.calls = 0
+    # iter_records opens the object twice (JSON document or lines? then the records); the bytes come once.
+    assert len(list(files.iter_records(obj))) == 1000
+    assert files.looks_like_document(obj) is False
+    assert fs.calls == 1
+    # A rewritten object (new size or version) is fetched again, not served from the old bytes.
+    put(bucket, "p/a.jsonl", b'{"n": "new"}\n')
+    [new] = store.list()
+    fs.calls = 0
+    assert [r.value for r in files.iter_records(new)] == [{"n": "new"}]
+    assert fs.calls == 1
+
+
+def test_a_store_that_cannot_be_opened_says_which_root(monkeypatch) -> None:
+    for name in ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(StorageError, match=r"az://container/prefix: cannot open the store: .*account_name"):
+        open_root("az://container/prefix")
+
+
+def test_local_roots_relative_or_with_symlinked_files(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "land" / "13").mkdir(parents=True)
+    (tmp_path / "land" / "13" / "a.jsonl").write_bytes(b"{}\n")
+    (tmp_path / "land" / "13" / "b.jsonl").symlink_to(tmp_path / "land" / "13" / "a.jsonl")
+    monkeypatch.chdir(tmp_path)
+    objects = open_root("land").list()
+    assert [(o.key, o.size) for o in objects] == [("13/a.jsonl", 3), ("13/b.jsonl", 3)]
+    assert objects[1].local_path == Path("land/13/b.jsonl")
