@@ -253,6 +253,11 @@ def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_g
             # Each object-store run against the local run just before it.
             "s3_pair_ratios": [round(a["seconds"] / s["seconds"], 3) for a, s in zip(runs, s3_runs, strict=True)],
             "s3_fast_path_files": s3["fast_path_files"],
+            # CPU seconds of the local read over those of the object-store read: the reader's own, and the
+            # reader's plus the server's (on one machine the server's CPU is taken from the reader's cores).
+            "s3_cpu_ratio": round(aiobs["cpu_seconds"] / s3["cpu_seconds"], 3),
+            "s3_cpu_ratio_with_server": None if s3["server_cpu_seconds"] is None else
+            round(aiobs["cpu_seconds"] / (s3["cpu_seconds"] + s3["server_cpu_seconds"]), 3),
             "target_s3_ratio": TARGET_S3_RATIO,
         })
         figures["s3_ratio_met"] = figures["s3_ratio"] >= TARGET_S3_RATIO
@@ -329,6 +334,9 @@ def report(figures: dict[str, Any]) -> str:
                      f"{', '.join(f'{r:.2f}' for r in figures['s3_pair_ratios'])}; uploaded in "
                      f"{figures['s3_upload_seconds']:.1f} s; files read by the fast path: "
                      f"{figures['s3_fast_path_files']}")
+        lines.append(f"  object store / local disk in CPU time: {figures['s3_cpu_ratio']:.2f} (the reader's)"
+                     + ("" if figures.get("s3_cpu_ratio_with_server") is None else
+                        f", {figures['s3_cpu_ratio_with_server']:.2f} (reader and SeaweedFS together)"))
     lines += [
         f"  ratio aiobs / DuckDB: {figures['ratio']:.2f} (target >= {figures['target_ratio']:.2f}: "
         f"{'met' if figures['ratio_met'] else 'NOT met'}); peak RSS target <= "

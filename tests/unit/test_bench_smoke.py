@@ -91,11 +91,13 @@ def test_benchmark_from_s3_reads_the_same_hour_through_a_local_seaweedfs(tmp_pat
         assert figures[key] > 0, key
     assert figures["target_s3_ratio"] == 0.7 and isinstance(figures["s3_ratio_met"], bool)
     assert figures["s3_server_cpu_seconds"] is None or figures["s3_server_cpu_seconds"] >= 0
+    assert figures["s3_cpu_ratio"] > 0
     assert len(figures["s3_seconds_all"]) == 1 and len(figures["s3_pair_ratios"]) == 1
     # The benchmark stops if the object-store read disagrees with the local one on spans or fast-path files.
     assert figures["spans_written"] == 20_000 and figures["spans_quarantined"] == 0
     assert figures["s3_fast_path_files"] == figures["fast_path_files"] == 1
     assert not (tmp_path / "landing").exists() and not (tmp_path / "seaweedfs").exists()
     text = report(figures)
-    for label in ("aiobs from S3 (local SeaweedFS)", "object store / local disk", "target >= 0.70", "uploaded in"):
+    for label in ("aiobs from S3 (local SeaweedFS)", "object store / local disk", "target >= 0.70", "uploaded in",
+                  "in CPU time"):
         assert label in text
