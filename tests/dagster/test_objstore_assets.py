@@ -117,3 +117,40 @@ def test_landing_sensor_on_an_object_store(instance, bucket: str, monkeypatch) -
     put(bucket, "fb/" + collector_key(hours[1], "fb.jsonl"), [feedback(hours[1], 1)])
     third = tick().run_requests
     assert third[0].run_key == second[0].run_key and third[1].run_key != second[1].run_key
+
+
+def test_a_store_that_keeps_failing_fails_the_run_naming_the_key_and_no_secret(project: Project, instance,
+                                                                              bucket: str, monkeypatch) -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    key = collector_key(HOUR + timedelta(minutes=7), "traces_1.json")
+    put(bucket, "landing/" + key, [span(HOUR, 1)])
+
+    class Throttled:
+        """The memory filesystem, whose reads answer like S3 under throttling, quoting a secret."""
+
+        def __init__(self) -> None:
+            self.inner = fsspec.filesystem("memory")
+
+        def __getattr__(self, name: str):
+            return getattr(self.inner, name)
+
+        def cat_file(self, *args: object, **kwargs: object) -> bytes:
+            raise OSError(f"503 SlowDown: Please reduce your request rate (signed with {secret})")
+
+    real_init = storage.Store.__init__
+
+    def init(self, root, retry=None, filesystem=None):
+        real_init(self, root, retry=storage.RetryPolicy(3, 0, 0),
+                  filesystem=Throttled() if str(root).startswith("memory://") else filesystem)
+
+    monkeypatch.setattr(storage.Store, "__init__", init)
+    result = materialize([ingest_export_hours], resources=resources(project, bucket), instance=instance,
+                         partition_key=f"{HOUR:%Y-%m-%d-%H:%M}", raise_on_error=False)
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    message = failure.step_failure_data.error.to_string()  # with its cause, the StorageError
+    assert f"memory://{bucket}/landing/{key}" in message and "failed after 3 attempts" in message
+    logged = " ".join(str(e.message) + str(e.dagster_event) for e in instance.all_logs(result.run_id))
+    assert secret not in logged and secret not in message
+    assert "***" in message
