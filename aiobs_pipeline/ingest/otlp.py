@@ -165,61 +165,96 @@ def read(records: Iterable[RawRecord]) -> Iterator[SpanRow | Reject]:
         yield from _read_request(record)
 
 
-def _reject(reason: str, record: RawRecord, where: str, message: str, raw: Any,
-            span_id: str | None = None, trace_id: str | None = None) -> Reject:
+def reject(reason: str, record: RawRecord, where: str, message: str, raw: Any, span_id: str | None = None,
+           trace_id: str | None = None, source_format: str = FORMAT) -> Reject:
+    """A reject naming the record and the place inside it (`resourceSpans[0].scopeSpans[1]...`)."""
     text = raw if isinstance(raw, str) else dump_json(raw)
     place = f"record {record.number}: {where}: " if where else f"record {record.number}: "
     return Reject(reason, place + message, record.number, text, span_id=span_id, trace_id=trace_id,
-                  source_format=FORMAT)
+                  source_format=source_format)
 
 
-def _read_request(record: RawRecord) -> Iterator[SpanRow | Reject]:
+
+@dataclass(frozen=True)
+class Signal:
+    """The field names of one OTLP signal's request envelope (traces or logs), each with its older spellings."""
+
+    request: str  # the protobuf message name, for errors
+    resources: tuple[str, ...]
+    scopes: tuple[str, ...]
+    items: tuple[str, ...]
+    source_format: str
+    hint: str = ""  # added to the "not a request of this signal" error
+
+
+TRACES = Signal("ExportTraceServiceRequest", ("resourceSpans", "resource_spans"),
+                ("scopeSpans", "scope_spans", "instrumentationLibrarySpans", "instrumentation_library_spans"),
+                ("spans",), FORMAT)
+
+
+def walk_request(record: RawRecord, signal: Signal
+                 ) -> Iterator[tuple[Any, str, dict[str, Any], dict[str, Any]] | Reject]:
+    """Yield (item, where, resource attributes, scope metadata) for every span or log record of a request.
+
+    A malformed level of the envelope becomes one Reject naming where it is, and its siblings are still read.
+    """
     value = record.value
+    fmt = signal.source_format
+    resources_name, scopes_name, items_name = signal.resources[0], signal.scopes[0], signal.items[0]
     if not isinstance(value, dict):
-        yield _reject("invalid_type", record, "", f"expected an ExportTraceServiceRequest object, got "
-                      f"{type(value).__name__}", record.text)
+        yield reject("invalid_type", record, "", f"expected an {signal.request} object, got "
+                     f"{type(value).__name__}", record.text, source_format=fmt)
         return
-    resource_spans = _get(value, "resourceSpans", "resource_spans")
-    if resource_spans is None:
+    entries = _get(value, *signal.resources)
+    if entries is None:
         keys = ", ".join(sorted(map(str, value))[:8])
-        yield _reject("unsupported_record", record, "", f"not an OTLP trace request: no 'resourceSpans' "
-                      f"(keys: {keys})", record.text)
+        yield reject("unsupported_record", record, "", f"not an {signal.request}: no '{resources_name}' "
+                     f"(keys: {keys}){signal.hint}", record.text, source_format=fmt)
         return
-    if not isinstance(resource_spans, list):
-        yield _reject("invalid_type", record, "resourceSpans", f"must be a list, got {type(resource_spans).__name__}",
-                      record.text)
+    if not isinstance(entries, list):
+        yield reject("invalid_type", record, resources_name, f"must be a list, got {type(entries).__name__}",
+                     record.text, source_format=fmt)
         return
-    for i, entry in enumerate(resource_spans):
-        where = f"resourceSpans[{i}]"
+    for i, entry in enumerate(entries):
+        where = f"{resources_name}[{i}]"
         if not isinstance(entry, dict):
-            yield _reject("invalid_type", record, where, f"expected an object, got {type(entry).__name__}", entry)
+            yield reject("invalid_type", record, where, f"expected an object, got {type(entry).__name__}", entry,
+                         source_format=fmt)
             continue
         resource, resource_meta = _resource(_get(entry, "resource"))
-        scope_spans = _get(entry, "scopeSpans", "scope_spans", "instrumentationLibrarySpans",
-                           "instrumentation_library_spans")
-        if scope_spans is None:
+        scopes = _get(entry, *signal.scopes)
+        if scopes is None:
             continue
-        if not isinstance(scope_spans, list):
-            yield _reject("invalid_type", record, f"{where}.scopeSpans",
-                          f"must be a list, got {type(scope_spans).__name__}", entry)
+        if not isinstance(scopes, list):
+            yield reject("invalid_type", record, f"{where}.{scopes_name}",
+                         f"must be a list, got {type(scopes).__name__}", entry, source_format=fmt)
             continue
-        for j, scope_entry in enumerate(scope_spans):
-            here = f"{where}.scopeSpans[{j}]"
+        for j, scope_entry in enumerate(scopes):
+            here = f"{where}.{scopes_name}[{j}]"
             if not isinstance(scope_entry, dict):
-                yield _reject("invalid_type", record, here, f"expected an object, got {type(scope_entry).__name__}",
-                              scope_entry)
+                yield reject("invalid_type", record, here, f"expected an object, got {type(scope_entry).__name__}",
+                             scope_entry, source_format=fmt)
                 continue
             scope_meta = {**resource_meta, **_scope(_get(scope_entry, "scope", "instrumentationLibrary",
                                                          "instrumentation_library"))}
-            spans = _get(scope_entry, "spans")
-            if spans is None:
+            items = _get(scope_entry, *signal.items)
+            if items is None:
                 continue
-            if not isinstance(spans, list):
-                yield _reject("invalid_type", record, f"{here}.spans", f"must be a list, got {type(spans).__name__}",
-                              scope_entry)
+            if not isinstance(items, list):
+                yield reject("invalid_type", record, f"{here}.{items_name}",
+                             f"must be a list, got {type(items).__name__}", scope_entry, source_format=fmt)
                 continue
-            for k, span in enumerate(spans):
-                yield _read_span(span, resource, scope_meta, record, f"{here}.spans[{k}]")
+            for k, item in enumerate(items):
+                yield item, f"{here}.{items_name}[{k}]", resource, scope_meta
+
+
+def _read_request(record: RawRecord) -> Iterator[SpanRow | Reject]:
+    for found in walk_request(record, TRACES):
+        if isinstance(found, Reject):
+            yield found
+        else:
+            span, where, resource, scope_meta = found
+            yield _read_span(span, resource, scope_meta, record, where)
 
 
 def _read_span(span: Any, resource: dict[str, Any], scope_meta: dict[str, Any], record: RawRecord,
@@ -227,12 +262,12 @@ def _read_span(span: Any, resource: dict[str, Any], scope_meta: dict[str, Any], 
     try:
         parts = otlp_span_parts(span, resource, scope_meta)
     except MalformedSpan as exc:
-        return _reject("invalid_type", record, where, str(exc), span, exc.span_id, exc.trace_id)
+        return reject("invalid_type", record, where, str(exc), span, exc.span_id, exc.trace_id)
     try:
         row = build_row(parts)
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
         # Attribute values of shapes no convention allows must not stop the file: the span is quarantined.
-        return _reject("invalid_type", record, where, f"attributes could not be mapped: {exc!r}", span,
+        return reject("invalid_type", record, where, f"attributes could not be mapped: {exc!r}", span,
                        parts.span_id if isinstance(parts.span_id, str) else None,
                        parts.trace_id if isinstance(parts.trace_id, str) else None)
     row["source_line"] = record.number

@@ -45,12 +45,14 @@ from aiobs_pipeline.ingest.otlp import (
     DETAILS_EVENT,
     MESSAGE_EVENTS,
     MalformedSpan,
+    Signal,
     _get,
     _nanos,
-    _resource,
     decode_attributes,
     hex_id,
     messages_from_events,
+    reject,
+    walk_request,
 )
 from aiobs_pipeline.ingest.otlp import any_value as decode_any_value
 
@@ -83,59 +85,23 @@ def read(records: Iterable[RawRecord]) -> Iterator[SpanEvent | SkippedRecord | R
         yield from _read_request(record)
 
 
+LOGS = Signal("ExportLogsServiceRequest", ("resourceLogs", "resource_logs"),
+              ("scopeLogs", "scope_logs", "instrumentationLibraryLogs", "instrumentation_library_logs"),
+              ("logRecords", "log_records", "logs"), FORMAT, "; write traces and logs to separate files")
+
+
 def _reject(reason: str, record: RawRecord, where: str, message: str, raw: Any,
             span_id: str | None = None, trace_id: str | None = None) -> Reject:
-    text = raw if isinstance(raw, str) else dump_json(raw)
-    place = f"record {record.number}: {where}: " if where else f"record {record.number}: "
-    return Reject(reason, place + message, record.number, text, span_id=span_id, trace_id=trace_id,
-                  source_format=FORMAT)
+    return reject(reason, record, where, message, raw, span_id, trace_id, source_format=FORMAT)
 
 
 def _read_request(record: RawRecord) -> Iterator[SpanEvent | SkippedRecord | Reject]:
-    value = record.value
-    if not isinstance(value, dict):
-        yield _reject("invalid_type", record, "", f"expected an ExportLogsServiceRequest object, got "
-                      f"{type(value).__name__}", record.text)
-        return
-    resource_logs = _get(value, "resourceLogs", "resource_logs")
-    if resource_logs is None:
-        keys = ", ".join(sorted(map(str, value))[:8])
-        yield _reject("unsupported_record", record, "", f"not an OTLP logs request: no 'resourceLogs' (keys: {keys}); "
-                      "write traces and logs to separate files", record.text)
-        return
-    if not isinstance(resource_logs, list):
-        yield _reject("invalid_type", record, "resourceLogs", f"must be a list, got {type(resource_logs).__name__}",
-                      record.text)
-        return
-    for i, entry in enumerate(resource_logs):
-        where = f"resourceLogs[{i}]"
-        if not isinstance(entry, dict):
-            yield _reject("invalid_type", record, where, f"expected an object, got {type(entry).__name__}", entry)
-            continue
-        resource, _ = _resource(_get(entry, "resource"))
-        scope_logs = _get(entry, "scopeLogs", "scope_logs", "instrumentationLibraryLogs",
-                          "instrumentation_library_logs")
-        if scope_logs is None:
-            continue
-        if not isinstance(scope_logs, list):
-            yield _reject("invalid_type", record, f"{where}.scopeLogs", f"must be a list, got {type(scope_logs).__name__}",
-                          entry)
-            continue
-        for j, scope_entry in enumerate(scope_logs):
-            here = f"{where}.scopeLogs[{j}]"
-            if not isinstance(scope_entry, dict):
-                yield _reject("invalid_type", record, here, f"expected an object, got {type(scope_entry).__name__}",
-                              scope_entry)
-                continue
-            log_records = _get(scope_entry, "logRecords", "log_records", "logs")
-            if log_records is None:
-                continue
-            if not isinstance(log_records, list):
-                yield _reject("invalid_type", record, f"{here}.logRecords",
-                              f"must be a list, got {type(log_records).__name__}", scope_entry)
-                continue
-            for k, log_record in enumerate(log_records):
-                yield _read_log_record(log_record, record, f"{here}.logRecords[{k}]", resource)
+    for found in walk_request(record, LOGS):
+        if isinstance(found, Reject):
+            yield found
+        else:
+            log_record, where, resource, _ = found
+            yield _read_log_record(log_record, record, where, resource)
 
 
 def event_name(log_record: dict[str, Any], attributes: dict[str, Any]) -> Any:

@@ -209,37 +209,43 @@ class HourlyJsonlFiles:
             self.shut_down = True
 
 
-class OtlpJsonFileSpanExporter(SpanExporter):
-    """Writes span batches as OTLP/JSON lines into hourly folders of an aiobs landing root.
+class HourlyFileExporter:
+    """What the span and log exporters share: the hourly files, and export's guard, encoding and error rules.
 
-    Use it with a `BatchSpanProcessor` (or `SimpleSpanProcessor` in short scripts and tests):
-
-        provider.add_span_processor(BatchSpanProcessor(OtlpJsonFileSpanExporter("/data/landing")))
+    A subclass also derives from the SDK's exporter interface and sets `_noun`, `_encode(batch)` (lines by
+    hour) and the SDK's `_success` / `_failure` results; its `export` calls `_export`.
     """
 
-    def __init__(self, landing_root: str | os.PathLike[str], file_prefix: str = "otel", fsync: bool = False) -> None:
-        self._out = HourlyJsonlFiles(landing_root, file_prefix, fsync)
+    _noun = "items"
+
+    def __init__(self, landing_root: str | os.PathLike[str], file_prefix: str = "otel", fsync: bool = False,
+                 file_infix: str | None = None) -> None:
+        self._out = HourlyJsonlFiles(landing_root, f"{file_prefix}-{file_infix}" if file_infix else file_prefix,
+                                     fsync)
         self.landing_root = self._out.landing_root
         self.file_prefix = file_prefix
         self.fsync = fsync
 
     def path_for(self, hour: datetime) -> Path:
-        """The file this process writes the spans of `hour` to."""
+        """The file this process writes the batch items of `hour` to."""
         return self._out.path_for(hour)
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Append the batch to the files of the hours its spans ended in; FAILURE (logged) on any error."""
+    def _encode(self, batch: Sequence[Any]) -> dict[datetime, bytes]:
+        raise NotImplementedError
+
+    def _export(self, batch: Sequence[Any], success: Any, failure: Any) -> Any:
+        """Append the batch to the files of its items' hours; `failure` (logged) on any error, never raise."""
         if self._out.shut_down:
-            log.warning("OtlpJsonFileSpanExporter.export called after shutdown; %d spans dropped", len(spans))
-            return SpanExportResult.FAILURE
-        if not spans:
-            return SpanExportResult.SUCCESS
+            log.warning("%s.export called after shutdown; %d %s dropped", type(self).__name__, len(batch), self._noun)
+            return failure
+        if not batch:
+            return success
         try:
-            lines = {hour: encode_line(group) for hour, group in group_by_hour(spans).items()}
-        except Exception:  # an exporter must not raise into the span processor: report and drop the batch
-            log.exception("could not encode %d spans as OTLP/JSON", len(spans))
-            return SpanExportResult.FAILURE
-        return SpanExportResult.FAILURE if self._out.append(lines) else SpanExportResult.SUCCESS
+            lines = self._encode(batch)
+        except Exception:  # an exporter must not raise into its processor: report and drop the batch
+            log.exception("could not encode %d %s as OTLP/JSON", len(batch), self._noun)
+            return failure
+        return failure if self._out.append(lines) else success
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Writes are unbuffered (one write per batch), so there is nothing to flush; fsync if configured."""
@@ -249,3 +255,21 @@ class OtlpJsonFileSpanExporter(SpanExporter):
     def shutdown(self) -> None:
         """Close the open files; later exports fail."""
         self._out.close()
+
+
+class OtlpJsonFileSpanExporter(HourlyFileExporter, SpanExporter):
+    """Writes span batches as OTLP/JSON lines into hourly folders of an aiobs landing root.
+
+    Use it with a `BatchSpanProcessor` (or `SimpleSpanProcessor` in short scripts and tests):
+
+        provider.add_span_processor(BatchSpanProcessor(OtlpJsonFileSpanExporter("/data/landing")))
+    """
+
+    _noun = "spans"
+
+    def _encode(self, batch: Sequence[Any]) -> dict[datetime, bytes]:
+        return {hour: encode_line(group) for hour, group in group_by_hour(batch).items()}
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Append the batch to the files of the hours its spans ended in; FAILURE (logged) on any error."""
+        return self._export(spans, SpanExportResult.SUCCESS, SpanExportResult.FAILURE)

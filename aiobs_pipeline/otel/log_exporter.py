@@ -19,14 +19,13 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 
-from aiobs_pipeline.otel.file_exporter import HourlyJsonlFiles, hex_id
+from aiobs_pipeline.otel.file_exporter import HourlyFileExporter, hex_id
 
 try:  # opentelemetry-sdk >= 1.39 renamed the interface (the old names remain, deprecated)
     from opentelemetry.sdk._logs.export import LogRecordExporter as _LogExporter
@@ -75,7 +74,7 @@ def group_records_by_hour(records: Iterable[Any]) -> dict[datetime, list[Any]]:
     return dict(sorted(groups.items()))
 
 
-class OtlpJsonFileLogExporter(_LogExporter):
+class OtlpJsonFileLogExporter(HourlyFileExporter, _LogExporter):
     """Writes log record batches as OTLP/JSON lines into hourly folders of an aiobs landing root.
 
     Use it with a `BatchLogRecordProcessor` (or `SimpleLogRecordProcessor` in short scripts and tests):
@@ -84,35 +83,14 @@ class OtlpJsonFileLogExporter(_LogExporter):
         provider.add_log_record_processor(BatchLogRecordProcessor(OtlpJsonFileLogExporter("/data/landing")))
     """
 
-    def __init__(self, landing_root: str | os.PathLike[str], file_prefix: str = "otel", fsync: bool = False) -> None:
-        self._out = HourlyJsonlFiles(landing_root, f"{file_prefix}-{LOG_FILE_INFIX}", fsync)
-        self.landing_root = self._out.landing_root
-        self.file_prefix = file_prefix
-        self.fsync = fsync
+    _noun = "log records"
 
-    def path_for(self, hour: datetime) -> Path:
-        """The file this process writes the log records of `hour` to."""
-        return self._out.path_for(hour)
+    def __init__(self, landing_root: str | os.PathLike[str], file_prefix: str = "otel", fsync: bool = False) -> None:
+        super().__init__(landing_root, file_prefix, fsync, file_infix=LOG_FILE_INFIX)
+
+    def _encode(self, batch: Sequence[Any]) -> dict[datetime, bytes]:
+        return {hour: encode_logs_line(group) for hour, group in group_records_by_hour(batch).items()}
 
     def export(self, batch: Sequence[Any]) -> Any:
         """Append the batch to the files of the records' hours; FAILURE (logged) on any error."""
-        if self._out.shut_down:
-            log.warning("OtlpJsonFileLogExporter.export called after shutdown; %d log records dropped", len(batch))
-            return LogResult.FAILURE
-        if not batch:
-            return LogResult.SUCCESS
-        try:
-            lines = {hour: encode_logs_line(group) for hour, group in group_records_by_hour(batch).items()}
-        except Exception:  # an exporter must not raise into the log processor: report and drop the batch
-            log.exception("could not encode %d log records as OTLP/JSON", len(batch))
-            return LogResult.FAILURE
-        return LogResult.FAILURE if self._out.append(lines) else LogResult.SUCCESS
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Writes are unbuffered (one write per batch), so there is nothing to flush; fsync if configured."""
-        self._out.flush()
-        return True
-
-    def shutdown(self) -> None:
-        """Close the open files; later exports fail."""
-        self._out.close()
+        return self._export(batch, LogResult.SUCCESS, LogResult.FAILURE)
