@@ -325,8 +325,8 @@ def test_langsmith_bulk_day_folder_each_run_in_exactly_one_hour_in_any_order(
     # The afternoon first, then the day's first eleven hours in one run: backfill order does not matter.
     afternoon, midnight = datetime(2026, 12, 7, 14, tzinfo=UTC), datetime(2026, 12, 7, 0, tzinfo=UTC)
     morning = [midnight + timedelta(hours=h) for h in range(11)]
-    assert store.run(instance, afternoon, afternoon).success
-    assert store.run(instance, morning[0], morning[-1]).success
+    runs_done = [store.run(instance, afternoon, afternoon), store.run(instance, morning[0], morning[-1])]
+    assert all(r.success for r in runs_done)
 
     spans = store.read("spans")
     assert spans["span_id"].is_unique and set(spans["source_format"]) == {"langsmith_bulk"}
@@ -344,6 +344,9 @@ def test_langsmith_bulk_day_folder_each_run_in_exactly_one_hour_in_any_order(
     assert list(unreadable["source_file"]) == [fake.removeprefix("landing/")]
     assert fake.removeprefix("landing/") in unreadable["detail"].iloc[0]
     assert list(unreadable["export_hour"]) == [pd.Timestamp(midnight)]
+    # ... and reported once, by the hour that holds its unreadable_file record.
+    messages = [e.message for r in runs_done for e in instance.all_logs(r.run_id)]
+    assert sum("could not be read at all" in m for m in messages) == 1
     assert (quarantine.loc[quarantine["reason"] != "unreadable_file", "export_hour"]
             == pd.Timestamp(afternoon)).all()
 
