@@ -313,7 +313,10 @@ def ingest_files(files: Iterable[Source], export_hour: datetime, landing_root: s
             masked_by_file.setdefault(name, Counter()).update(counts)
         total = span_report.by_pattern + quarantine_report.by_pattern
     audit = build_audit(reads, spans, quarantined, export_hour, masked_by_file)
-    unreadable = [r.source_file for r in reads if r.file_error and r.records_read == 0]
+    # Unreadable files are reported where their unreadable_file record is: a day file's only in the day's
+    # first hour (`keep_window` drops its rejects in the others, so nothing there to point at).
+    reports_rejects = not isinstance(window, Window) or not window.filter_rows or window.keeps_timeless
+    unreadable = [r.source_file for r in reads if r.file_error and r.records_read == 0 and reports_rejects]
     return PartitionIngest(spans, quarantined, audit, unreadable, total)
 
 

@@ -266,6 +266,20 @@ def test_a_langsmith_bulk_day_file_in_a_bucket_is_split_into_hours_once(bucket: 
     assert sorted(quarantined) == sorted(whole.quarantined["reason"])
 
 
+def test_an_unreadable_day_file_is_reported_only_in_the_hour_that_quarantines_it(bucket: str) -> None:
+    day = "resource=runs/year=2026/month=12/day=7"
+    land(bucket, None, f"{day}/part-00001.parquet", (FIXTURES / "langsmith_bulk" / "not_parquet.parquet").read_bytes())
+    root = f"memory://{bucket}/root"
+    first = ingest_partition(root, DAY, layout="langsmith-bulk")
+    assert list(first.quarantined["reason"]) == ["unreadable_file"]
+    assert first.unreadable_files == [f"{day}/part-00001.parquet"]
+    later = ingest_partition(root, DAY + timedelta(hours=9), layout="langsmith-bulk")
+    # No unreadable_file record in this hour, so nothing to report as unreadable here (the audit row keeps
+    # the file's error); before, every hour of the day logged "could not be read at all; see quarantined_spans".
+    assert later.quarantined.empty and later.unreadable_files == []
+    assert later.audit.set_index("source_file").loc[f"{day}/part-00001.parquet", "file_error"]
+
+
 def test_langfuse_blob_files_in_a_bucket_belong_to_the_hour_before_their_window_end(bucket: str) -> None:
     for key in ("observations_v2/2026-12-07T14-00-00.jsonl", "scores/2026-12-07T14-00-00.jsonl",
                 "manifests/2026-12-07T14-00-00.json"):
