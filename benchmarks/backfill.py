@@ -179,6 +179,7 @@ def celery_workers(backfill: BackfillEnv, count: int, log_dir: Path, timeout: fl
     workers: list[tuple[subprocess.Popen, Path]] = []
     errors = []
     try:
+        deadline = time.monotonic() + timeout
         for number in range(1, count + 1):
             log = log_dir / f"worker-{number}.log"
             # -i imports the code location when the worker starts, not when its first step arrives.
@@ -191,21 +192,29 @@ def celery_workers(backfill: BackfillEnv, count: int, log_dir: Path, timeout: fl
             process = subprocess.Popen(args, env=env, cwd=ROOT, start_new_session=True,
                                        stdout=subprocess.DEVNULL, stderr=errors[-1])
             workers.append((process, log))
-        deadline = time.monotonic() + timeout
-        for process, log in workers:
-            while not (log.is_file() and " ready." in log.read_text(errors="replace")):
-                if process.poll() is not None:
-                    raise RuntimeError(f"Celery worker exited with code {process.returncode}; see {log} and "
-                                       f"{log.with_suffix('.err')}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"Celery worker not ready after {timeout:.0f} s; see {log}")
-                time.sleep(0.25)
+            if number == 1:
+                # The first worker creates the instance's tables on a fresh database; workers started beside
+                # it raced it there (both ran CREATE TABLE alembic_version, and one exited).
+                _wait_ready(process, log, deadline, timeout)
+        for process, log in workers[1:]:
+            _wait_ready(process, log, deadline, timeout)
         yield [process.pid for process, _ in workers]
     finally:
         for process, _ in workers:
             _end_group(process)
         for handle in errors:
             handle.close()
+
+
+def _wait_ready(process: subprocess.Popen, log: Path, deadline: float, timeout: float) -> None:
+    """Wait until a Celery worker's log says it is ready; raise naming its logs if it exits or times out."""
+    while not (log.is_file() and " ready." in log.read_text(errors="replace")):
+        if process.poll() is not None:
+            raise RuntimeError(f"Celery worker exited with code {process.returncode}; see {log} and "
+                               f"{log.with_suffix('.err')}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Celery worker not ready after {timeout:.0f} s; see {log}")
+        time.sleep(0.25)
 
 
 def _end_group(process: subprocess.Popen) -> None:
