@@ -23,7 +23,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 bench: setup
 	$(BIN)/python -m benchmarks.ingest
